@@ -1,0 +1,63 @@
+# Week-6 knowledge distillation: every documented entry point. Each target builds or updates .venv
+# from requirements.txt by itself, then echoes what it runs.
+#
+#   make reference [PROFILE=cpu|gpu]   the reference experiment -> runs/<profile>/
+#   make test                          the whole test suite (< 10 min on 2 cores)
+#   make help                          every target
+
+PROFILE ?= cpu
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+JOBS ?= 2
+SUBMISSIONS ?= submissions
+OUT ?= grades
+SOURCE ?= complaints.csv
+export PYTHONUNBUFFERED := 1
+
+.PHONY: help venv test data data-full teacher reference bench release validate grade clean-venv
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
+
+$(STAMP): requirements.txt pyproject.toml
+	@echo "+ $(PYTHON) -m venv $(VENV) && pip install -r requirements.txt -e ."
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $@
+
+venv: $(STAMP)  ## create or update .venv from the pinned requirements
+
+test: $(STAMP)  ## run the whole test suite
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup tests
+
+data: $(STAMP)  ## rebuild data/cfpb/{train,validation,test}.parquet from the embedded CFPB copy
+	$(PY) -m kdcourse.data_build
+
+data-full: $(STAMP)  ## rebuild the splits from the full CFPB export: make data-full SOURCE=complaints.csv
+	$(PY) -m kdcourse.data_build --format cfpb-export --source $(SOURCE) --out data/cfpb_full
+
+teacher: $(STAMP)  ## fine-tune the profile's teacher -> checkpoints/<profile>/teacher
+	$(PY) -m kdcourse.teacher --profile $(PROFILE)
+
+reference: $(STAMP)  ## the whole reference experiment -> runs/<profile>/ (teacher trained if missing)
+	$(PY) solutions/reference/run_reference.py --profile $(PROFILE)
+
+bench: $(STAMP)  ## throughput, MFU and memory of the distillation step vs a HF Trainer baseline
+	$(PY) solutions/reference/bench.py --profile $(PROFILE)
+
+release: $(STAMP)  ## regenerate assignments/ (student notebook) from solutions/ with nbgrader
+	$(VENV)/bin/nbgrader generate_assignment week6_distillation --force --CourseDirectory.db_url=sqlite:///.cache/release.db
+	$(PY) -m kdcourse.notebook strip-outputs assignments/week6_distillation/distillation.ipynb
+
+validate: $(STAMP)  ## the source passes its tests, the student release fails them
+	$(VENV)/bin/nbgrader validate solutions/week6_distillation/distillation.ipynb
+	$(VENV)/bin/nbgrader validate --invert assignments/week6_distillation/distillation.ipynb
+
+grade: $(STAMP)  ## grade a folder of submissions: make grade SUBMISSIONS=dir OUT=dir [JOBS=n]
+	$(PY) -m autograder.grade $(SUBMISSIONS) --out $(OUT) --jobs $(JOBS)
+
+clean-venv:  ## remove .venv (the next target rebuilds it)
+	rm -rf $(VENV)

@@ -1,0 +1,28 @@
+"""Small helpers shared by notebooks and scripts: seeding, device choice, progress bars."""
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm  # noqa: F401  (re-exported: one progress-bar style everywhere)
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and PyTorch (CPU and CUDA) so runs repeat."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+
+
+def pick_device(preferred: str | None = None) -> str:
+    """`preferred` if given, else "cuda" when a GPU is visible, else "cpu"."""
+    if preferred:
+        if preferred.startswith("cuda") and not torch.cuda.is_available():
+            raise RuntimeError(f"device {preferred!r} asked for, but no CUDA GPU is visible; "
+                               "use device='cpu' or the cpu profile")
+        return preferred
+    return "cuda" if torch.cuda.is_available() else "cpu"
