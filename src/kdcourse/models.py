@@ -22,7 +22,7 @@ import torch
 from transformers import (AutoModelForSequenceClassification, AutoTokenizer, ModernBertConfig,
                           PreTrainedTokenizerFast)
 
-from kdcourse.paths import CACHE_DIR, REPO_ROOT
+from kdcourse.paths import CACHE_DIR, CHECKPOINT_DIR
 from kdcourse.profiles import Profile
 
 logger = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 def checkpoint_dir(profile: Profile, role: str = "teacher") -> Path:
     """Where `make teacher` saves the fine-tuned teacher of a profile."""
-    return REPO_ROOT / "checkpoints" / profile.name / role
+    return CHECKPOINT_DIR / profile.name / role
 
 
 # ---------------------------------------------------------------- tokenizer

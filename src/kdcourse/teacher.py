@@ -1,0 +1,147 @@
+"""Fine-tune a profile's teacher on the training split; select the epoch by validation macro-F1.
+
+    python -m kdcourse.teacher --profile cpu     # tiny teacher, a few minutes on 2 cores
+    python -m kdcourse.teacher --profile gpu     # ModernBERT-large, bf16, one GPU
+
+Plain cross-entropy fine-tuning with the Hugging Face `Trainer` (the teacher is not what this week
+grades). Saves the checkpoint with its label map, the tokenizer, the resolved profile and
+`metrics.json` (validation and test) to `checkpoints/<profile>/teacher/`.
+"""
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import logging
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from filelock import FileLock
+from transformers import Trainer, TrainingArguments
+
+from kdcourse.data import PadCollator, load_label_names, load_splits, tokenize_splits
+from kdcourse.metrics import evaluate_logits
+from kdcourse.models import (checkpoint_dir, count_parameters, load_teacher, load_teacher_init,
+                             load_tokenizer)
+from kdcourse.profiles import Profile, get_profile
+from kdcourse.utils import set_seed
+
+logger = logging.getLogger(__name__)
+
+
+def sample_caps(profile: Profile) -> dict:
+    """Per-split row caps of a profile (quick runs), for `load_splits(max_samples=...)`."""
+    return {"train": profile.max_train_samples, "validation": profile.max_eval_samples,
+            "test": profile.max_eval_samples}
+
+
+def _compute_metrics(prediction) -> dict:
+    metrics = evaluate_logits(prediction.predictions, prediction.label_ids)
+    return {k: metrics[k] for k in ("accuracy", "macro_f1", "nll", "ece")}
+
+
+def training_arguments(profile: Profile, output_dir: str, seed: int) -> TrainingArguments:
+    bf16 = profile.precision == "bf16" and torch.cuda.is_available()
+    kwargs = dict(
+        output_dir=output_dir, seed=seed, report_to=[],
+        per_device_train_batch_size=profile.train_batch_size,
+        per_device_eval_batch_size=profile.eval_batch_size,
+        learning_rate=profile.teacher_lr, num_train_epochs=profile.teacher_epochs,
+        weight_decay=profile.weight_decay,
+        lr_scheduler_type="linear", bf16=bf16,
+        eval_strategy="epoch", save_strategy="epoch", save_total_limit=1,
+        load_best_model_at_end=True, metric_for_best_model="macro_f1", greater_is_better=True,
+        logging_steps=50, disable_tqdm=False, dataloader_pin_memory=torch.cuda.is_available(),
+    )
+    # Batches of similar length waste less compute on padding (the option's name changed in 5.x).
+    params = inspect.signature(TrainingArguments).parameters
+    # transformers 5.x reads a float warmup_steps in [0, 1) as a ratio; 4.x had warmup_ratio.
+    warmup = "warmup_ratio" if "warmup_ratio" in params else "warmup_steps"
+    kwargs[warmup] = float(profile.warmup_ratio)
+    if "train_sampling_strategy" in params:
+        kwargs["train_sampling_strategy"] = "group_by_length"
+    elif "group_by_length" in params:
+        kwargs["group_by_length"] = True
+    if torch.cuda.is_available():
+        kwargs["optim"] = "adamw_torch_fused"
+    return TrainingArguments(**kwargs)
+
+
+def finetune_teacher(profile: Profile, seed: int = 0, output_dir: str | Path | None = None) -> Path:
+    """Fine-tune and save the teacher; returns its folder. Overwrites only after success."""
+    output_dir = Path(output_dir or checkpoint_dir(profile, "teacher"))
+    set_seed(seed)
+    label_names = load_label_names()
+    splits = load_splits(max_samples=sample_caps(profile))
+    tokenizer = load_tokenizer(profile)
+    tokenized = tokenize_splits(splits, tokenizer, profile.max_length)
+    tokenized = tokenized.remove_columns(["complaint_id", "text", "product", "issue",
+                                          "date_received"])
+    model = load_teacher_init(profile, label_names, tokenizer, seed=seed)
+    logger.info("teacher %s: %.1fM parameters", profile.teacher, count_parameters(model) / 1e6)
+
+    with tempfile.TemporaryDirectory(dir=output_dir.parent if output_dir.parent.exists() else None) as work:
+        trainer = Trainer(model=model, args=training_arguments(profile, work, seed),
+                          train_dataset=tokenized["train"], eval_dataset=tokenized["validation"],
+                          data_collator=PadCollator(tokenizer.pad_token_id),
+                          compute_metrics=_compute_metrics)
+        start = time.perf_counter()
+        trainer.train()
+        train_seconds = time.perf_counter() - start
+        metrics = {"profile": profile.to_dict(), "seed": seed, "train_seconds": train_seconds,
+                   "params": count_parameters(model)}
+        for split in ("validation", "test"):
+            pred = trainer.predict(tokenized[split])
+            metrics[split] = evaluate_logits(pred.predictions, pred.label_ids,
+                                             label_names=label_names)
+        staging = Path(work) / "final"
+        trainer.save_model(staging)
+        tokenizer.save_pretrained(staging)
+        (staging / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+        if output_dir.exists():  # keep the previous teacher until the new one is complete
+            shutil.rmtree(output_dir)
+        output_dir.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(staging), output_dir)
+    logger.info("teacher saved to %s: val macro-F1 %.3f, test macro-F1 %.3f", output_dir,
+                metrics["validation"]["macro_f1"], metrics["test"]["macro_f1"])
+    return output_dir
+
+
+def get_teacher(profile: Profile | str, label_names=None, seed: int = 0):
+    """The fine-tuned teacher in eval mode; offline profiles fine-tune it on first use."""
+    profile = get_profile(profile) if isinstance(profile, str) else profile
+    label_names = label_names or load_label_names()
+    path = checkpoint_dir(profile, "teacher")
+    if not (path / "config.json").exists():
+        if not profile.builds_tiny_models:
+            raise FileNotFoundError(f"no fine-tuned teacher at {path}: run `make teacher "
+                                    f"PROFILE={profile.name}` (needs the model hub or a local path)")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(path) + ".lock"):  # parallel tests must not train it twice
+            if not (path / "config.json").exists():
+                finetune_teacher(profile, seed=seed, output_dir=path)
+    return load_teacher(profile, label_names, path)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Fine-tune the teacher of a profile.")
+    parser.add_argument("--profile", default="cpu", help="profile name (configs/profiles.toml)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output-dir", type=Path, default=None,
+                        help="default: checkpoints/<profile>/teacher")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    profile = get_profile(args.profile)
+    logger.info("profile %s: %s", profile.name, json.dumps(profile.to_dict()))
+    path = finetune_teacher(profile, seed=args.seed, output_dir=args.output_dir)
+    metrics = json.loads((path / "metrics.json").read_text())
+    print(f"teacher -> {path}\n  validation macro-F1 {metrics['validation']['macro_f1']:.3f}, "
+          f"test accuracy {metrics['test']['accuracy']:.3f}, test macro-F1 "
+          f"{metrics['test']['macro_f1']:.3f}, {metrics['train_seconds']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
