@@ -121,13 +121,20 @@ def clean(frame: pd.DataFrame, label_map: dict, min_words: int) -> pd.DataFrame:
     return frame[COLUMNS].reset_index(drop=True)
 
 
+def _strata(labels: pd.Series, min_count: int = 10) -> pd.Series | None:
+    """Labels to stratify on; rare labels pooled (sklearn needs >= 2 per stratum)."""
+    counts = labels.value_counts()
+    strata = labels.where(labels.map(counts) >= min_count, "_rare")
+    return strata if strata.value_counts().min() >= min_count else None
+
+
 def stratified_split(frame: pd.DataFrame, seed: int, fractions=(0.8, 0.1, 0.1)) -> dict:
     """Split by label into train/validation/test with `fractions`; deterministic for a seed."""
     train_frac, val_frac, test_frac = fractions
-    train, rest = train_test_split(frame, train_size=train_frac, stratify=frame["label"],
+    train, rest = train_test_split(frame, train_size=train_frac, stratify=_strata(frame["label"]),
                                    random_state=seed)
     validation, test = train_test_split(rest, test_size=test_frac / (val_frac + test_frac),
-                                        stratify=rest["label"], random_state=seed)
+                                        stratify=_strata(rest["label"], 2), random_state=seed)
     return {name: part.sort_values("complaint_id", kind="stable").reset_index(drop=True)
             for name, part in zip(SPLITS, (train, validation, test))}
 

@@ -1,0 +1,46 @@
+"""Cached logits are reused only for the same data, tokenizer and teacher, and never lost."""
+import pytest
+import torch
+
+from kdcourse.logits_cache import (StaleCacheError, cached_logits, load_logits, logits_fingerprint,
+                                   model_fingerprint)
+
+
+def test_computed_once_then_loaded(tmp_path):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return torch.randn(5, 3)
+
+    path = tmp_path / "train.safetensors"
+    first = cached_logits(path, "fp1", compute)
+    second = cached_logits(path, "fp1", compute)
+    assert len(calls) == 1
+    torch.testing.assert_close(first, second)
+
+
+def test_a_stale_cache_is_refused_and_kept(tmp_path):
+    path = tmp_path / "train.safetensors"
+    cached_logits(path, logits_fingerprint(data="a", teacher="t1"), lambda: torch.zeros(2, 3))
+    with pytest.raises(StaleCacheError, match="Delete or move the file"):
+        cached_logits(path, logits_fingerprint(data="a", teacher="t2"), lambda: torch.ones(2, 3))
+    assert path.exists()
+
+
+def test_a_corrupt_cache_is_refused_and_kept(tmp_path):
+    path = tmp_path / "train.safetensors"
+    path.write_bytes(b"not a safetensors file")
+    with pytest.raises(StaleCacheError, match="unreadable"):
+        load_logits(path, "fp")
+    assert path.read_bytes() == b"not a safetensors file"
+
+
+def test_model_fingerprint_sees_every_weight(smoke_profile, smoke_tokenizer, label_names):
+    from kdcourse.models import load_student
+    model = load_student(smoke_profile, label_names, smoke_tokenizer, seed=0)
+    before = model_fingerprint(model)
+    assert model_fingerprint(model) == before
+    with torch.no_grad():
+        next(model.parameters())[0, 0] += 1e-3
+    assert model_fingerprint(model) != before
