@@ -54,7 +54,7 @@ def dataset_fingerprint(dataset, columns=("complaint_id", "text", "label")) -> s
     digest = hashlib.sha256()
     for column in columns:
         if column in dataset.column_names:
-            digest.update(json.dumps(dataset[column]).encode())
+            digest.update(json.dumps(list(dataset[column])).encode())
     return digest.hexdigest()[:16]
 
 

@@ -24,6 +24,30 @@ PREAMBLE = ("import math\nimport numpy as np\nimport torch\nimport torch.nn as n
             "import torch.nn.functional as F\n")
 
 
+# Where each graded function is written, for messages to students.
+PARTS = {"tempered_softmax": "Part A", "distillation_loss": "Part B",
+         "collect_teacher_logits": "Part C", "train_student": "Part D"}
+
+
+def is_stub(fn) -> bool:
+    """True for nbgrader's release stub: a body that names nothing but NotImplementedError."""
+    code = getattr(fn, "__code__", None)
+    return code is not None and set(code.co_names) <= {"NotImplementedError"}
+
+
+def require_implemented(*functions) -> None:
+    """Stop an experiment cell early, with a short message, while a function it needs is a stub.
+
+    `require_implemented(train_student, distillation_loss)` raises
+    RuntimeError("implement train_student (Part D) first: this cell needs it").
+    """
+    for fn in functions:
+        if is_stub(fn):
+            name = getattr(fn, "__name__", repr(fn))
+            raise RuntimeError(f"implement {name} ({PARTS.get(name, 'above')}) first: "
+                               "this cell needs it")
+
+
 class NotebookError(ValueError):
     """The file is not a readable notebook, or lacks a graded cell."""
 

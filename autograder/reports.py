@@ -1,0 +1,51 @@
+"""Write graded results: grades.json, grades.csv, per-student HTML feedback and Gradescope JSON."""
+from __future__ import annotations
+
+import csv
+import html
+import json
+from pathlib import Path
+
+from autograder import ITEMS
+
+
+def write_all(grades: dict, out: Path) -> None:
+    (out / "grades.json").write_text(json.dumps(grades, indent=1, sort_keys=True) + "\n")
+    with open(out / "grades.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["student_id", *ITEMS, "total", "max_total"])
+        for sid, result in grades.items():
+            writer.writerow([sid, *(result["items"][i]["score"] for i in ITEMS), result["total"],
+                             result["max_total"]])
+    for sid, result in grades.items():
+        (out / "feedback").mkdir(exist_ok=True)
+        (out / "feedback" / f"{sid}.html").write_text(feedback_html(sid, result))
+        (out / "gradescope" / sid).mkdir(parents=True, exist_ok=True)
+        (out / "gradescope" / sid / "results.json").write_text(json.dumps(gradescope(result), indent=1))
+
+
+def feedback_lines(item_result: dict) -> list[str]:
+    """One line per failed case: its short name and the hint."""
+    return [f"FAILED {t['name']}: {t['message']}" for t in item_result["tests"] if not t["passed"]]
+
+
+def feedback_html(student_id: str, result: dict) -> str:
+    rows = []
+    for item in ITEMS:
+        r = result["items"][item]
+        passed = sum(t["passed"] for t in r["tests"])
+        lines = "".join(f"<li>{html.escape(line)}</li>" for line in feedback_lines(r)) or "<li>all passed</li>"
+        rows.append(f"<h2>{item}: {r['score']:g} / {r['max_score']:g}</h2><p>{passed} of "
+                    f"{len(r['tests'])} checks passed</p><ul>{lines}</ul>")
+    return (f"<!doctype html><meta charset='utf-8'><title>Feedback {html.escape(student_id)}</title>"
+            f"<h1>Week 6 distillation: {result['total']:g} / {result['max_total']:g}</h1>"
+            + "".join(rows) + "\n")
+
+
+def gradescope(result: dict) -> dict:
+    """Gradescope's results.json: one test per graded item."""
+    tests = [{"name": item, "score": r["score"], "max_score": r["max_score"],
+              "status": "passed" if r["score"] == r["max_score"] else "failed",
+              "output": "\n".join(feedback_lines(r)) or "all checks passed"}
+             for item, r in result["items"].items()]
+    return {"score": result["total"], "tests": tests}

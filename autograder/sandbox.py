@@ -1,0 +1,282 @@
+"""The trusted side of the worker: start it sandboxed, feed it a job, collect its answers.
+
+Walls, outermost first:
+1. bubblewrap (`bwrap`), when it works here: no network, own PID/IPC namespaces, all capabilities
+   dropped, tmpfs over /tmp, /home, /root, the course folder, the submissions and the output
+   folder; only the Python install, three worker files and a fresh scratch folder are visible.
+   Without bwrap the worker still runs, with a logged warning.
+2. rlimits: address space, CPU seconds, file size, process count.
+3. an audit hook in the worker (autograder/guard.py): no subprocess, socket, ctypes, kill, links;
+   writes only in scratch; no reads of the course, submissions or output folders.
+4. a wall-clock limit per case, for loading the cells, and per submission, enforced from here.
+
+Answers come back on a private pipe as "<nonce> <json>" lines; anything else is ignored. A case
+that hangs or kills the worker fails alone: the worker restarts for the cases still pending (a
+function that does it twice loses its remaining cases at once, to bound the time).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import secrets
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from functools import lru_cache
+from pathlib import Path
+
+from kdcourse.notebook import PREAMBLE
+
+log = logging.getLogger(__name__)
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+WORKER_FILES = ("worker.py", "cases.py", "guard.py")
+
+
+@dataclasses.dataclass
+class Limits:
+    """Resource limits of one submission's worker."""
+    case_seconds: float = 20.0          # wall clock of one case (train cases take < 1 s)
+    load_seconds: float = 60.0          # starting Python + torch and running the cells
+    submission_seconds: float = 240.0   # everything, restarts included
+    memory_bytes: int = 4 << 30         # RLIMIT_AS; torch alone maps about 1 GiB
+    cpu_seconds: int = 300              # RLIMIT_CPU of one worker process
+    file_bytes: int = 16 << 20          # RLIMIT_FSIZE: output log and scratch files
+    strikes: int = 2                    # timeouts/crashes of one function before its rest fails
+
+
+def _own_process_count() -> int:
+    uid, count = os.getuid(), 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                count += os.stat(f"/proc/{entry}").st_uid == uid
+            except OSError:
+                pass
+    return count
+
+
+@lru_cache(maxsize=1)
+def bwrap_works() -> bool:
+    """True when bubblewrap is installed and can create its namespaces on this machine."""
+    if os.environ.get("KDGRADE_NO_BWRAP"):
+        return False
+    exe = shutil.which("bwrap")
+    if exe is None:
+        log.warning("bubblewrap (bwrap) is not installed: the grading worker runs without its "
+                    "namespace sandbox, with rlimits and audit hooks only. Install it with "
+                    "`apt-get install bubblewrap`.")
+        return False
+    probe = subprocess.run([exe, "--ro-bind", "/", "/", "--unshare-net", "--cap-drop", "ALL",
+                            "true"], capture_output=True, text=True, timeout=30)
+    if probe.returncode != 0:
+        log.warning("bubblewrap cannot create namespaces here (%s): the grading worker runs with "
+                    "rlimits and audit hooks only", probe.stderr.strip()[:200])
+    return probe.returncode == 0
+
+
+def _python_roots() -> list[str]:
+    roots = {sys.prefix, sys.base_prefix, sysconfig.get_paths()["purelib"],
+             sysconfig.get_paths()["platlib"], str(Path(sys.executable).resolve().parent.parent)}
+    return sorted(r for r in roots if r)
+
+
+def _bwrap_command(scratch: str, hidden: list[str], worker_dir: str) -> list[str]:
+    cmd = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+           "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--cap-drop", "ALL",
+           "--die-with-parent", "--new-session"]
+    for path in ["/tmp", "/var/tmp", "/home", "/root", "/dev/shm", *hidden]:
+        if os.path.isdir(path):
+            cmd += ["--tmpfs", path]
+    for root in _python_roots():        # the interpreter may live under a hidden folder
+        if os.path.isdir(root):
+            cmd += ["--ro-bind", root, root]
+    cmd += ["--dir", worker_dir]
+    for name in WORKER_FILES:
+        cmd += ["--ro-bind", str(HERE / name), f"{worker_dir}/{name}"]
+    cmd += ["--bind", scratch, scratch, "--chdir", scratch, "--setenv", "HOME", scratch]
+    return cmd
+
+
+def _set_limits(limits: Limits, processes: int):
+    def apply():
+        import resource
+        for which, value in ((resource.RLIMIT_AS, limits.memory_bytes),
+                             (resource.RLIMIT_CPU, limits.cpu_seconds),
+                             (resource.RLIMIT_FSIZE, limits.file_bytes),
+                             (resource.RLIMIT_NPROC, processes), (resource.RLIMIT_CORE, 0)):
+            soft, hard = resource.getrlimit(which)
+            resource.setrlimit(which, (value if hard == resource.RLIM_INFINITY else min(value, hard),
+                                       hard))
+    return apply
+
+
+def _failure(kind: str, message: str) -> dict:
+    return {"error": {"type": kind, "mro": [kind], "message": message}}
+
+
+def _exit_reason(returncode) -> str:
+    if returncode in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
+        return "it used up the CPU-time limit"
+    if returncode in (-signal.SIGSEGV, -signal.SIGABRT):
+        return "the Python process crashed"
+    return "the process exited (sys.exit/os._exit, or a limit was hit)"
+
+
+class _Run:
+    """One worker process and the parsing of its answers."""
+
+    def __init__(self, job: dict, limits: Limits, hidden: list[str], sandboxed: bool):
+        self.nonce = secrets.token_hex(16)
+        self.scratch = tempfile.mkdtemp(prefix="kdgrade-")
+        worker_dir = f"{tempfile.gettempdir()}/kdgrade-worker"
+        read_fd, write_fd = os.pipe()
+        readable = _python_roots()
+        job = dict(job, nonce=self.nonce, result_fd=write_fd, scratch=self.scratch,
+                   hidden=hidden + [str(REPO), os.getcwd()], readable=readable)
+        script = f"{worker_dir}/worker.py" if sandboxed else str(HERE / "worker.py")
+        cmd = [sys.executable, "-I", script]
+        if sandboxed:
+            cmd = _bwrap_command(self.scratch, hidden + [str(REPO), os.getcwd()], worker_dir) + cmd
+        env = {"PATH": "/usr/bin:/bin", "HOME": self.scratch, "OMP_NUM_THREADS": "1",
+               "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0", "TMPDIR": self.scratch,
+               "TORCHINDUCTOR_CACHE_DIR": f"{self.scratch}/inductor", "LC_ALL": "C.UTF-8"}
+        self.log_path = Path(self.scratch) / "output.log"
+        with open(self.log_path, "wb") as out:
+            self.proc = subprocess.Popen(
+                cmd, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT, env=env,
+                cwd=self.scratch, pass_fds=(write_fd,), start_new_session=True,
+                preexec_fn=_set_limits(limits, _own_process_count() + 256))
+        os.close(write_fd)
+        self.read_fd, self.buffer = read_fd, b""
+        try:
+            self.proc.stdin.write(json.dumps(job).encode("utf-8"))
+            self.proc.stdin.close()
+        except BrokenPipeError:
+            pass
+
+    def messages(self, deadline: float):
+        """Yield answers until EOF (then None) or the deadline (then "timeout")."""
+        while True:
+            while b"\n" in self.buffer:
+                line, self.buffer = self.buffer.split(b"\n", 1)
+                nonce, _, payload = line.partition(b" ")
+                if nonce.decode("ascii", "replace") != self.nonce:
+                    continue                       # not from the worker's own writer: ignore
+                try:
+                    yield json.loads(payload)
+                except ValueError:
+                    continue
+            wait = deadline() - time.monotonic()
+            if wait <= 0 or not select.select([self.read_fd], [], [], wait)[0]:
+                yield "timeout"
+                return
+            chunk = os.read(self.read_fd, 1 << 20)
+            if not chunk:
+                yield None
+                return
+            if len(self.buffer) > 64 << 20:
+                yield None                          # a flood on the pipe: treat as a crash
+                return
+            self.buffer += chunk
+
+    def close(self) -> str:
+        """Kill the worker's whole session; return the tail of its output (for instructors)."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.proc.wait()
+        os.close(self.read_fd)
+        try:
+            tail = self.log_path.read_bytes()[-2000:].decode("utf-8", "replace")
+        except OSError:
+            tail = ""
+        shutil.rmtree(self.scratch, ignore_errors=True)
+        return tail
+
+
+def run_worker(sources: dict[str, str], cases: list[dict], *, order: list[str] | None = None,
+               limits: Limits | None = None, hidden: list[str] = ()) -> dict:
+    """Run `cases` against the student's `sources`; {"results": {case_id: obs}, "load_errors",
+    "sandbox", "log"}. Never raises for anything the student code does."""
+    limits = limits or Limits()
+    order = list(order or sources)
+    sandboxed = bwrap_works()
+    pending = list(cases)
+    results, load_errors, strikes, notes = {}, {}, {}, []
+    skip_cells: list[str] = []
+    end = time.monotonic() + limits.submission_seconds
+
+    def fail_function(fn, obs):
+        for case in [c for c in pending if c["fn"] == fn]:
+            results[case["id"]] = obs
+            pending.remove(case)
+
+    while pending:
+        if time.monotonic() >= end:
+            for case in pending:
+                results[case["id"]] = _failure("Timeout", "the whole submission ran past the "
+                                               "grading time limit before this case")
+            break
+        job = {"preamble": PREAMBLE, "sources": sources, "order": order,
+               "skip_cells": skip_cells, "cases": pending}
+        run = _Run(job, limits, [str(Path(p).resolve()) for p in hidden], sandboxed)
+        phase, cell, current, outcome = "load", None, None, None
+        phase_end = [time.monotonic() + limits.load_seconds]
+        for msg in run.messages(lambda: min(phase_end[0], end)):
+            if msg in ("timeout", None):
+                outcome = msg or "died"
+                break
+            event = msg.get("event")
+            if event == "loading":
+                cell = msg.get("name")
+            elif event == "loaded":
+                load_errors.update(msg.get("errors") or {})
+                phase, phase_end[0] = "cases", time.monotonic() + limits.case_seconds
+            elif event == "begin":
+                current = next((c for c in pending if c["id"] == msg.get("id")), None)
+                phase_end[0] = time.monotonic() + limits.case_seconds
+            elif event == "case" and current is not None and msg.get("id") == current["id"]:
+                results[current["id"]] = msg.get("obs") or {}
+                pending.remove(current)
+                current = None
+            elif event == "done":
+                outcome = "done"
+                break
+        tail = run.close()
+        if outcome == "done":
+            for case in pending:
+                results[case["id"]] = _failure("NoResult", "the grader got no result for this case")
+            break
+        how = ("did not finish within the time limit" if outcome == "timeout"
+               else _exit_reason(run.proc.returncode))
+        notes.append(f"worker stopped in phase {phase} ({how}); output tail: {tail[-300:]!r}")
+        if phase == "load" and cell is not None:
+            skip_cells.append(cell)
+            load_errors[cell] = {"type": "LoadFailure", "mro": ["LoadFailure"],
+                                 "message": f"running the cell {how}"}
+            fail_function(cell, {"error": load_errors[cell], "load": True})
+        elif phase == "load":
+            log.error("the grading worker could not start: %s", tail[-1000:])
+            for case in pending:
+                results[case["id"]] = _failure("GraderError", "the grader could not start; "
+                                               "tell your instructor")
+            break
+        else:
+            victim = current or pending[0]
+            obs = _failure("Timeout" if outcome == "timeout" else "WorkerExit",
+                           f"while running this case {how}")
+            results[victim["id"]] = obs
+            pending.remove(victim)
+            strikes[victim["fn"]] = strikes.get(victim["fn"], 0) + 1
+            if strikes[victim["fn"]] >= limits.strikes:
+                fail_function(victim["fn"], obs)
+    return {"results": results, "load_errors": load_errors, "sandbox": sandboxed, "log": notes}

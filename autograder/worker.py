@@ -1,0 +1,184 @@
+"""The sandboxed side: load a student's solution cells, run grading cases, send back plain arrays.
+
+    python -I autograder/worker.py  < job.json      (started by autograder.sandbox, never by hand)
+
+The job (stdin, JSON) holds the extracted cell sources, the case descriptions, a per-run nonce and
+the number of the pipe to answer on. Each answer is one line "<nonce> <json>" on that pipe; student
+output goes to a size-limited log file instead. The worker judges nothing: it reports what the
+student's function returned (arrays, dtypes, modes, losses) and the trusted parent compares.
+"""
+import base64
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # -I drops the script's folder
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import cases  # noqa: E402
+import guard  # noqa: E402
+
+MAX_NUMEL = 200_000
+
+
+def encode(tensor):
+    """A tensor as plain data: original dtype name, shape, float64/int64 bytes in base64."""
+    t = tensor.detach().cpu()
+    if t.numel() > MAX_NUMEL:
+        raise ValueError(f"output has {t.numel()} elements, more than the grader accepts")
+    dtype = str(t.dtype).replace("torch.", "")
+    array = t.to(torch.int64 if not (t.is_floating_point() or t.is_complex()) else torch.float64)
+    array = array.numpy().copy()
+    return {"dtype": dtype, "shape": list(t.shape), "kind": array.dtype.name,
+            "data": base64.b64encode(array.tobytes()).decode("ascii")}
+
+
+def describe(value):
+    """What the student returned: a tensor's data and flags, or only the type's name."""
+    if not isinstance(value, torch.Tensor):
+        return {"is_tensor": False, "type": type(value).__name__}
+    return {"is_tensor": True, "tensor": encode(value), "device": str(value.device),
+            "requires_grad": bool(value.requires_grad), "has_grad_fn": value.grad_fn is not None}
+
+
+def error_info(err):
+    try:
+        message = str(err)[:160]
+    except BaseException:  # noqa: BLE001  a student exception whose __str__ fails
+        message = "<unprintable>"
+    return {"type": type(err).__name__, "mro": [k.__name__ for k in type(err).__mro__],
+            "message": message}
+
+
+def run_softmax(fn, case):
+    logits = cases.make_logits(case["logits"])
+    out = fn(logits, **case.get("kwargs", {}))
+    return {"out": describe(out), "input_after": encode(logits)}
+
+
+def run_loss(fn, case):
+    student = cases.make_logits(case["student"]).requires_grad_()
+    teacher = cases.make_logits(case["teacher"]).requires_grad_()
+    labels = cases.make_labels(case["labels"])
+    out = fn(student, teacher, labels, **case.get("kwargs", {}))
+    obs = {"out": describe(out)}
+    if isinstance(out, torch.Tensor) and out.requires_grad and out.numel() == 1:
+        try:
+            out.sum().backward()
+            obs["student_grad"] = None if student.grad is None else encode(student.grad)
+            obs["teacher_grad"] = None if teacher.grad is None else encode(teacher.grad)
+        except Exception as err:  # noqa: BLE001
+            obs["backward_error"] = error_info(err)
+    return obs
+
+
+def run_collect(fn, case):
+    teacher = cases.make_model(case["model"])
+    loader = cases.make_loader(case["loader"])
+    torch.manual_seed(case["seed"])
+    out = fn(teacher, loader, **case.get("kwargs", {}))
+    return {"out": describe(out), "modes": list(teacher.forward_modes),
+            "training_after": bool(teacher.training)}
+
+
+def run_train(fn, case, namespace):
+    student = cases.make_model(case["model"])
+    loader = cases.make_loader(case["loader"])
+    optimizer = cases.make_optimizer(case["optimizer"], student.parameters())
+    scheduler = cases.make_scheduler(case.get("scheduler"), optimizer)
+    kwargs = dict(case.get("kwargs", {}))
+    if scheduler is not None:
+        kwargs["scheduler"] = scheduler
+    own_loss = namespace.get("distillation_loss")
+    namespace["distillation_loss"] = cases.injected_distillation_loss
+    try:
+        torch.manual_seed(case["seed"])
+        out = fn(student, loader, optimizer, **kwargs)
+    finally:
+        namespace["distillation_loss"] = own_loss
+    obs = {"type": type(out).__name__, "modes": list(student.forward_modes),
+           "params": {k: encode(v) for k, v in student.state_dict().items()},
+           "scheduler_steps": None if scheduler is None else int(scheduler.last_epoch)}
+    if isinstance(out, (list, tuple)):
+        obs["losses"] = [float(v) if type(v) in (float, int) else None for v in out[:10_000]]
+        obs["loss_types"] = sorted({type(v).__name__ for v in out})
+    return obs
+
+
+def warm_up():
+    """Trigger torch's lazy imports (optimizers, autograd, DataLoader) before the audit hook."""
+    model = cases.make_model({"seed": 0, "classes": 3})
+    for spec in ({"name": "sgd", "lr": 0.1}, {"name": "adamw", "lr": 0.1}):
+        optimizer = cases.make_optimizer(spec, model.parameters())
+        scheduler = cases.make_scheduler({"name": "exp", "gamma": 0.5}, optimizer)
+        for batch in cases.make_loader({"n": 4, "batch_size": 2, "seed": 0, "classes": 3,
+                                        "teacher_scale": 1.0}):
+            out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            cases.injected_distillation_loss(out, batch["teacher_logits"], batch["labels"]).backward()
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+
+
+def load_cells(job, send):
+    """Run PREAMBLE then each cell (notebook order) in one namespace; errors stay per cell."""
+    namespace = {"__name__": "submission"}
+    exec(compile(job["preamble"], "<preamble>", "exec"), namespace)
+    errors = {}
+    for name in job["order"]:
+        if name in job["skip_cells"]:
+            continue
+        send({"event": "loading", "name": name})
+        try:
+            exec(compile(job["sources"][name], f"<cell {name}>", "exec"), namespace)
+            if not callable(namespace.get(name)):
+                errors[name] = {"type": "NameError", "mro": ["NameError"],
+                                "message": f"the cell does not define {name}()"}
+        except BaseException as err:  # noqa: BLE001  SystemExit too: one cell must not stop the rest
+            errors[name] = error_info(err)
+    return namespace, errors
+
+
+def main():
+    job = json.loads(sys.stdin.buffer.read().decode("utf-8"))
+    result_fd, prefix = job["result_fd"], job["nonce"] + " "
+    write, dumps, exit_now = os.write, json.dumps, os._exit   # bound before student code runs
+
+    def send(message):
+        data = (prefix + dumps(message) + "\n").encode("utf-8")
+        while data:
+            data = data[write(result_fd, data):]
+
+    torch.set_num_threads(1)
+    os.chdir(job["scratch"])
+    warm_up()
+    guard.install_audit_hook(job["scratch"], job["hidden"], job["readable"])
+    namespace, errors = load_cells(job, send)
+    functions = {name: namespace.get(name) for name in job["order"]}
+    send({"event": "loaded", "errors": errors})
+    runners = {"softmax": run_softmax, "loss": run_loss, "collect": run_collect}
+    for case in job["cases"]:
+        send({"event": "begin", "id": case["id"]})
+        fn = functions.get(case["fn"])
+        try:
+            if case["fn"] in errors or not callable(fn):
+                obs = {"error": errors.get(case["fn"], {"type": "NameError", "mro": ["NameError"],
+                                                        "message": "not defined"}), "load": True}
+            elif case["kind"] == "train":
+                obs = run_train(fn, case, namespace)
+            else:
+                obs = runners[case["kind"]](fn, case)
+        except BaseException as err:  # noqa: BLE001  sys.exit() in student code is a failed case
+            obs = {"error": error_info(err)}
+        try:
+            send({"event": "case", "id": case["id"], "obs": obs})
+        except BaseException as err:  # noqa: BLE001  e.g. json patched or an odd value
+            send({"event": "case", "id": case["id"], "obs": {"error": error_info(err)}})
+    send({"event": "done"})
+    exit_now(0)   # skip atexit hooks and finalizers the student may have registered
+
+
+if __name__ == "__main__":
+    main()
