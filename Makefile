@@ -15,6 +15,10 @@ SUBMISSIONS ?= submissions
 OUT ?= grades
 SOURCE ?= complaints.csv
 export PYTHONUNBUFFERED := 1
+NB_SOURCE := solutions/week6_distillation/distillation.ipynb
+NB_RELEASE := assignments/week6_distillation/distillation.ipynb
+# nbgrader runs `alembic` by name: the venv's bin folder goes first on PATH.
+NBGRADER := PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/nbgrader
 
 .PHONY: help venv test data data-full teacher reference bench release validate grade clean-venv
 
@@ -49,12 +53,18 @@ bench: $(STAMP)  ## throughput, MFU and memory of the distillation step vs a HF 
 	$(PY) solutions/reference/bench.py --profile $(PROFILE)
 
 release: $(STAMP)  ## regenerate assignments/ (student notebook) from solutions/ with nbgrader
-	$(VENV)/bin/nbgrader generate_assignment week6_distillation --force --CourseDirectory.db_url=sqlite:///.cache/release.db
-	$(PY) -m kdcourse.notebook strip-outputs assignments/week6_distillation/distillation.ipynb
+	@mkdir -p .cache
+	$(PY) -m kdcourse.notebook strip-outputs $(NB_SOURCE)
+	$(NBGRADER) generate_assignment week6_distillation --force --CourseDirectory.db_url=sqlite:///.cache/release.db
+	$(PY) -m kdcourse.notebook strip-outputs $(NB_RELEASE)
 
-validate: $(STAMP)  ## the source passes its tests, the student release fails them
-	$(VENV)/bin/nbgrader validate solutions/week6_distillation/distillation.ipynb
-	$(VENV)/bin/nbgrader validate --invert assignments/week6_distillation/distillation.ipynb
+# nbgrader validate exits 0 even when tests fail, so its verdict is read from its output.
+validate: $(STAMP)  ## the source passes its visible tests, the release fails them (smoke profile)
+	@mkdir -p .cache
+	KD_PROFILE=smoke $(NBGRADER) validate --Execute.timeout=600 $(NB_SOURCE) | tee .cache/validate-source.txt
+	@grep -q "^Success! Your notebook passes all the tests" .cache/validate-source.txt
+	KD_PROFILE=smoke $(NBGRADER) validate --invert --Execute.timeout=600 $(NB_RELEASE) | tee .cache/validate-release.txt
+	@grep -q "^Success! The notebook does not pass any tests" .cache/validate-release.txt
 
 grade: $(STAMP)  ## grade a folder of submissions: make grade SUBMISSIONS=dir OUT=dir [JOBS=n]
 	$(PY) -m autograder.grade $(SUBMISSIONS) --out $(OUT) --jobs $(JOBS)

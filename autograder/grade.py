@@ -51,7 +51,7 @@ def score_report(report: dict) -> dict:
     return {"items": items, "total": total, "max_total": float(sum(MAX_POINTS.values()))}
 
 
-def grade_notebook(path: str | Path, *, hide=(), timeout: float = 600) -> dict:
+def grade_notebook(path: str | Path, *, hide=(), timeout: float = 600, case_seconds=None) -> dict:
     """Grade one notebook; never raises for anything in the notebook."""
     from kdcourse.notebook import NotebookError, read_notebook
     try:
@@ -63,6 +63,8 @@ def grade_notebook(path: str | Path, *, hide=(), timeout: float = 600) -> dict:
         cmd = [sys.executable, "-m", "pytest", str(HERE), "-q", "--no-header", "-p", "no:cacheprovider",
                "-p", "no:xdist", "-o", "addopts=", "--import-mode=importlib", "--rootdir", str(HERE),
                "--submission", str(Path(path).resolve()), "--grading-report", str(report_path)]
+        if case_seconds:
+            cmd += ["--case-seconds", str(case_seconds)]
         for folder in hide:
             cmd += ["--hide", str(Path(folder).resolve())]
         env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")

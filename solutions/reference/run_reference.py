@@ -57,8 +57,9 @@ class ReferenceConfig:
                                             metadata={"help": "T values of the sweep (seed = first seed)"})
     sweep_alphas: list[float] = field(default_factory=lambda: [0.5, 0.9],
                                       metadata={"help": "alpha values of the sweep; [] skips the sweep"})
-    sweep_epochs: int | None = field(default=None, metadata={"help": "epochs per sweep run (None: the "
-                                     "profile's student_epochs, which lets the sweep reuse headline runs)"})
+    sweep_epochs: int | None = field(default=None, metadata={"help": "epochs per sweep run. None: the "
+                                     "profile's student_epochs on a GPU (the sweep then reuses the headline "
+                                     "runs), 1 on CPU (to fit the 10-minute budget)"})
     max_train_samples: int | None = field(default=None, metadata={"help": "cap the training split (quick runs)"})
     max_grad_norm: float | None = field(default=1.0, metadata={"help": "gradient clipping; None: off"})
     compile: bool = field(default=False, metadata={"help": "torch.compile the students (GPU; slow start)"})
@@ -377,7 +378,7 @@ def main(argv=None) -> dict:
 
     # sweep: T x alpha on the first seed, plus the hard-label baseline, chosen on validation
     if cfg.sweep_alphas and cfg.sweep_temperatures:
-        sweep_epochs = cfg.sweep_epochs or epochs
+        sweep_epochs = cfg.sweep_epochs or (epochs if device.startswith("cuda") else 1)
         grid = [(1.0, 0.0)] + [(t, a) for t in cfg.sweep_temperatures for a in cfg.sweep_alphas]
         for temperature, alpha in tqdm(grid, desc="sweep"):
             metrics["sweep"].append(sweep_row(student(temperature, alpha, cfg.seeds[0], sweep_epochs)))

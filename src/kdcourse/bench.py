@@ -1,0 +1,408 @@
+"""Tokens/s, MFU and peak memory of the distillation step, the soft-label pass and a Trainer baseline.
+
+    make bench PROFILE=gpu      # ModernBERT-base student, ModernBERT-large teacher, bf16, one GPU
+    make bench                  # the cpu profile's tiny models: checks that the command runs
+    python -m kdcourse.bench --profile gpu --steps 30 --compile true
+
+Random weights (the exact ModernBERT-base/-large shapes when the profile names hub models, so no
+download) and random token ids with CFPB-like lengths. Three measurements on the same examples:
+1. `reference`: the reference step, length-grouped batches with dynamic padding, pinned memory and
+   non-blocking copies, bf16 autocast, fused AdamW, the notebook's `distillation_loss`;
+2. `soft_labels`: the teacher's forward pass in inference mode at the eval batch size, longest first;
+3. `trainer`: a Hugging Face `Trainer` whose `compute_loss` calls the same loss (what users would
+   otherwise write: random batches, `bf16=True`, the default optimizer).
+MFU counts training FLOPs per token as 6N (N: parameters outside the token embedding) plus the
+attention term 12 * layers' d_model * context (context: the text's length on global layers, at most
+the window on local ones), against the card's dense bf16 peak. Imports nothing from `datasets`.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+# The released configs (huggingface.co/answerdotai/ModernBERT-{base,large}/config.json).
+MODERNBERT = {
+    "base": dict(hidden_size=768, num_hidden_layers=22, num_attention_heads=12, intermediate_size=1152),
+    "large": dict(hidden_size=1024, num_hidden_layers=28, num_attention_heads=16, intermediate_size=2624),
+}
+MODERNBERT_SHARED = dict(vocab_size=50368, global_attn_every_n_layers=3, local_attention=128,
+                         max_position_embeddings=8192, classifier_pooling="mean", pad_token_id=50283,
+                         bos_token_id=50281, eos_token_id=50282, cls_token_id=50281, sep_token_id=50282)
+# Dense bf16 tensor-core peaks from the vendors' datasheets (FLOP/s), by a name fragment.
+PEAK_BF16 = {"H100 PCIe": 756e12, "H100": 989e12, "H200": 989e12, "GH200": 989e12, "A100": 312e12,
+             "L40S": 362e12, "L4": 121e12, "A10G": 70e12}
+
+
+@dataclass
+class BenchConfig:
+    profile: str = field(default="cpu", metadata={"help": "profile in configs/profiles.toml (cpu, gpu, smoke)"})
+    steps: int = field(default=20, metadata={"help": "timed training steps per measurement"})
+    warmup: int = field(default=5, metadata={"help": "untimed steps first (allocator, kernels, compile)"})
+    batch_size: int | None = field(default=None, metadata={"help": "default: the profile's train_batch_size"})
+    eval_batch_size: int | None = field(default=None, metadata={"help": "default: the profile's eval_batch_size"})
+    max_length: int | None = field(default=None, metadata={"help": "default: the profile's max_length"})
+    median_length: int = field(default=180, metadata={"help": "median text length in tokens (CFPB: ~180 "
+                                                       "ModernBERT tokens; log-normal, clipped at max_length)"})
+    soft_label_batches: int = field(default=8, metadata={"help": "eval batches of the soft-label pass"})
+    trainer: bool = field(default=True, metadata={"help": "also time the Hugging Face Trainer baseline"})
+    compile: bool = field(default=False, metadata={"help": "also time the reference step under torch.compile"})
+    extra_batch_sizes: list[int] = field(default_factory=list, metadata={
+        "help": "also time the reference step at these batch sizes (larger batches fill the GPU)"})
+    temperature: float = field(default=4.0, metadata={"help": "T of the loss (does not change the cost)"})
+    alpha: float = field(default=0.9, metadata={"help": "alpha of the loss"})
+    out: str | None = field(default=None, metadata={"help": "JSON file for the results (default "
+                                                     "runs/<profile>/bench.json)"})
+    device: str | None = field(default=None, metadata={"help": "cpu or cuda (default: cuda if visible)"})
+
+    def __post_init__(self):
+        if self.steps < 1 or self.warmup < 0:
+            raise ValueError(f"steps must be >= 1 and warmup >= 0, got {self.steps} and {self.warmup}")
+
+
+# ---------------------------------------------------------------- models and FLOPs
+def bench_model_config(profile, role: str, num_labels: int = 8):
+    """A ModernBertConfig for the profile's teacher or student: the released shape for hub models,
+    the profile's tiny shape otherwise (vocab from the profile; no tokenizer needed)."""
+    from transformers import ModernBertConfig
+
+    from kdcourse.models import attention_implementation
+    overrides = profile.teacher_config if role == "teacher" else profile.student_config
+    name = profile.teacher if role == "teacher" else profile.student
+    if overrides:
+        values = dict(MODERNBERT_SHARED, vocab_size=profile.vocab_size, pad_token_id=0, bos_token_id=2,
+                      eos_token_id=3, cls_token_id=2, sep_token_id=3,
+                      local_attention=max(128, 2 * profile.max_length), **overrides)
+    else:
+        values = dict(MODERNBERT_SHARED, **MODERNBERT["large" if "large" in name.lower() else "base"])
+    config = ModernBertConfig(num_labels=num_labels, **values)
+    config._attn_implementation = attention_implementation()
+    return config
+
+
+def build_model(config, device: str, seed: int = 0):
+    from transformers import AutoModelForSequenceClassification
+    torch.manual_seed(seed)
+    return AutoModelForSequenceClassification.from_config(config).to(device)
+
+
+def non_embedding_params(model) -> int:
+    """Parameters that multiply activations (the token-embedding lookup does not)."""
+    return sum(p.numel() for name, p in model.named_parameters() if "tok_embeddings" not in name)
+
+
+def flops_per_sequence(config, n_params: int, length: int, training: bool = True) -> float:
+    """Model FLOPs of one sequence of `length` tokens: 2N per token forward (x3 with backward),
+    plus attention scores and values, 4 * d_model * context per token and layer (x3 with backward);
+    the context is the whole text on global layers and at most the window on local layers."""
+    global_every = config.global_attn_every_n_layers
+    window = config.local_attention + 1  # ModernBERT's local layers see +-local_attention/2 tokens
+    context = sum(length if layer % global_every == 0 else min(length, window)
+                  for layer in range(config.num_hidden_layers))
+    factor = 3 if training else 1
+    return factor * length * (2 * n_params + 4 * config.hidden_size * context)
+
+
+def peak_flops(device: str) -> tuple[str, float | None]:
+    """(device name, dense bf16 peak FLOP/s or None when unknown, e.g. a CPU)."""
+    if not device.startswith("cuda"):
+        return "cpu", None
+    name = torch.cuda.get_device_name(torch.device(device))
+    for fragment, peak in PEAK_BF16.items():  # "H100 PCIe" before "H100"
+        if fragment in name:
+            return name, peak
+    return name, None
+
+
+# ---------------------------------------------------------------- data
+def random_examples(n: int, max_length: int, median_length: int, vocab_size: int, num_labels: int,
+                    seed: int = 0) -> list[dict]:
+    """`n` unpadded examples: token ids, a label and teacher logits, log-normal lengths."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.exp(math.log(median_length) + 0.7 * torch.randn(n, generator=g))
+    lengths = lengths.round().clamp(8, max_length).long().tolist()
+    return [{"input_ids": torch.randint(5, vocab_size, (length,), generator=g).tolist(),
+             "labels": int(torch.randint(0, num_labels, (1,), generator=g)),
+             "teacher_logits": (3 * torch.randn(num_labels, generator=g)).tolist()} for length in lengths]
+
+
+def pad_collate(items: list[dict], pad_token_id: int = 0) -> dict:
+    """Dynamic padding to the longest item of the batch (as kdcourse.data.PadCollator)."""
+    longest = max(len(item["input_ids"]) for item in items)
+    input_ids = torch.full((len(items), longest), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(items), longest), dtype=torch.long)
+    for row, item in enumerate(items):
+        input_ids[row, : len(item["input_ids"])] = torch.tensor(item["input_ids"])
+        attention_mask[row, : len(item["input_ids"])] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask,
+            "labels": torch.tensor([item["labels"] for item in items]),
+            "teacher_logits": torch.tensor([item["teacher_logits"] for item in items])}
+
+
+def length_grouped(examples: list[dict], batch_size: int, seed: int = 0, group: int = 50) -> list[list[int]]:
+    """Batches of similar length in random order (kdcourse.data.LengthGroupedBatchSampler's rule)."""
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(examples), generator=g).tolist()
+    batches = []
+    for start in range(0, len(order), batch_size * group):
+        chunk = sorted(order[start:start + batch_size * group], key=lambda i: -len(examples[i]["input_ids"]))
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
+
+
+# ---------------------------------------------------------------- timing
+class Timer:
+    """Wall time of a region, synchronising the GPU at both ends (its work is asynchronous)."""
+
+    def __init__(self, device: str):
+        self.cuda = device.startswith("cuda")
+
+    def now(self) -> float:
+        if self.cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+
+@contextlib.contextmanager
+def peak_memory(device: str, into: dict):
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    yield
+    into["peak_memory_gb"] = (torch.cuda.max_memory_allocated() / 2**30
+                              if device.startswith("cuda") else None)
+
+
+def result_row(tokens: float, flops: float, seconds: float, peak: float | None, **extra) -> dict:
+    return {"tokens_per_s": tokens / seconds, "tflops": flops / seconds / 1e12,
+            "mfu": flops / seconds / peak if peak else None, "seconds": seconds, **extra}
+
+
+def bench_reference(student, examples, loss_fn, cfg, ctx, compiled: bool = False) -> dict:
+    """The reference distillation step: grouped batches, pinned, non-blocking, bf16, fused AdamW."""
+    device, timer = ctx["device"], Timer(ctx["device"])
+    cuda = device.startswith("cuda")
+    model = torch.compile(student, dynamic=True) if compiled else student
+    optimizer = torch.optim.AdamW(student.parameters(), lr=5e-5, fused=cuda)
+    batches = length_grouped(examples, ctx["batch_size"])[: cfg.warmup + cfg.steps]
+    loader = torch.utils.data.DataLoader(examples, batch_sampler=batches, collate_fn=pad_collate,
+                                         pin_memory=cuda)
+    row = {}
+    with peak_memory(device, row):
+        tokens = flops = 0.0
+        model.train()
+        for step, batch in enumerate(loader):
+            if step == cfg.warmup:
+                start = timer.now()
+            if step >= cfg.warmup:  # count what the timed steps do (lengths are known on the host)
+                lengths = batch["attention_mask"].sum(1).tolist()
+                tokens += sum(lengths)
+                flops += sum(ctx["student_flops"](n) for n in lengths)
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            with torch.autocast(torch.device(device).type, dtype=ctx["autocast_dtype"],
+                                enabled=ctx["autocast_dtype"] is not None):
+                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            loss = loss_fn(logits, batch["teacher_logits"], batch["labels"],
+                           temperature=cfg.temperature, alpha=cfg.alpha)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        seconds = timer.now() - start
+    if not math.isfinite(loss.item()):
+        raise RuntimeError(f"reference step: loss is {loss.item()} (random weights should not do this)")
+    return result_row(tokens, flops, seconds, ctx["peak"], **row, steps=cfg.steps)
+
+
+@torch.inference_mode()
+def bench_soft_labels(teacher, examples, collect, cfg, ctx) -> dict:
+    """The teacher over eval batches, longest first, through the graded collect_teacher_logits."""
+    device, timer = ctx["device"], Timer(ctx["device"])
+    order = sorted(range(len(examples)), key=lambda i: -len(examples[i]["input_ids"]))
+    size = ctx["eval_batch_size"]
+    batches = [pad_collate([examples[i] for i in order[s:s + size]]) for s in range(0, len(order), size)]
+    if device.startswith("cuda"):
+        batches = [{k: v.pin_memory() for k, v in b.items()} for b in batches]
+    autocast = torch.autocast(torch.device(device).type, dtype=ctx["autocast_dtype"],
+                              enabled=ctx["autocast_dtype"] is not None)
+    row = {}
+    with peak_memory(device, row), autocast:
+        collect(teacher, batches[:1], device)  # warm-up: kernels, allocator
+        start = timer.now()
+        logits = collect(teacher, batches, device)
+        seconds = timer.now() - start
+    lengths = [len(e["input_ids"]) for e in examples]
+    flops = sum(ctx["teacher_flops"](n) for n in lengths)
+    return result_row(sum(lengths), flops, seconds, ctx["peak"], **row, examples=len(logits))
+
+
+def bench_trainer(student, examples, loss_fn, cfg, ctx) -> dict:
+    """A Trainer subclass with the same loss on the same examples: what users would write."""
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    class DistillationTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            teacher_logits, labels = inputs.pop("teacher_logits"), inputs.pop("labels")
+            outputs = model(**inputs)
+            loss = loss_fn(outputs.logits, teacher_logits, labels, temperature=cfg.temperature,
+                           alpha=cfg.alpha)
+            return (loss, outputs) if return_outputs else loss
+
+    timer, marks = Timer(ctx["device"]), {}
+
+    class Clock(TrainerCallback):  # global_step counts finished steps
+        def on_step_begin(self, args, state, control, **kwargs):
+            if state.global_step == cfg.warmup:
+                marks["start"] = timer.now()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == cfg.warmup + cfg.steps:
+                marks["end"] = timer.now()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        args = TrainingArguments(
+            output_dir=tmp, per_device_train_batch_size=ctx["batch_size"], learning_rate=5e-5,
+            max_steps=cfg.warmup + cfg.steps, bf16=ctx["autocast_dtype"] is torch.bfloat16,
+            report_to=[], save_strategy="no", logging_strategy="no", disable_tqdm=True,
+            remove_unused_columns=False, use_cpu=not ctx["device"].startswith("cuda"))
+        trainer = DistillationTrainer(model=student, args=args, train_dataset=examples,
+                                      data_collator=pad_collate, callbacks=[Clock()])
+        row = {}
+        with peak_memory(ctx["device"], row):
+            trainer.train()
+    seconds = marks["end"] - marks["start"]
+    # Random batches: expected tokens and FLOPs per step are the data set's means times the batch.
+    mean_tokens = sum(len(e["input_ids"]) for e in examples) / len(examples)
+    mean_flops = sum(ctx["student_flops"](len(e["input_ids"])) for e in examples) / len(examples)
+    n = cfg.steps * ctx["batch_size"]
+    return result_row(n * mean_tokens, n * mean_flops, seconds, ctx["peak"], **row, steps=cfg.steps,
+                      optimizer=str(args.optim))
+
+
+# ---------------------------------------------------------------- main
+def run_bench(cfg: BenchConfig, save=lambda results: None) -> dict:
+    """Every measurement of `cfg`; returns a dict of rows and ratios. `save(results)` runs after
+    each measurement, so what was measured before a failure is kept."""
+    from kdcourse.notebook import load_graded_functions
+    from kdcourse.paths import SOLUTION_NOTEBOOK
+    from kdcourse.profiles import get_profile
+    from kdcourse.utils import pick_device
+
+    profile = get_profile(cfg.profile)
+    device = pick_device(cfg.device)
+    graded = load_graded_functions(SOLUTION_NOTEBOOK)
+    card, peak = peak_flops(device)
+    batch_size = cfg.batch_size or profile.train_batch_size
+    max_length = cfg.max_length or profile.max_length
+    ctx = {"device": device, "peak": peak, "batch_size": batch_size,
+           "eval_batch_size": cfg.eval_batch_size or profile.eval_batch_size,
+           "autocast_dtype": torch.bfloat16 if device.startswith("cuda") else None}
+    if device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = True  # the few fp32 matmuls left outside autocast
+    student_config, teacher_config = bench_model_config(profile, "student"), bench_model_config(profile, "teacher")
+    n_examples = max((cfg.warmup + cfg.steps) * batch_size, cfg.soft_label_batches * ctx["eval_batch_size"])
+    examples = random_examples(n_examples, max_length, min(cfg.median_length, max_length),
+                               student_config.vocab_size, student_config.num_labels)
+    results = {"config": asdict(cfg), "profile": profile.name, "device": card,
+               "peak_bf16_tflops": peak / 1e12 if peak else None, "torch": torch.__version__,
+               "attention": student_config._attn_implementation, "batch_size": batch_size,
+               "max_length": max_length, "mean_length": sum(len(e["input_ids"]) for e in examples) / len(examples)}
+    logger.info("bench: %s", json.dumps({k: v for k, v in results.items() if k != "config"}))
+
+    # 1. the reference distillation step, at the profile's batch size (and any extra ones)
+    student = build_model(student_config, device)
+    n_student = non_embedding_params(student)
+    ctx["student_flops"] = lambda n: flops_per_sequence(student_config, n_student, n)
+    results["student_params"] = sum(p.numel() for p in student.parameters())
+    results["reference"] = bench_reference(student, examples, graded.distillation_loss, cfg, ctx)
+    save(results)
+    for size in cfg.extra_batch_sizes:
+        student = build_model(student_config, device)
+        more = random_examples((cfg.warmup + cfg.steps) * size, max_length,
+                               min(cfg.median_length, max_length), student_config.vocab_size,
+                               student_config.num_labels, seed=1)
+        results[f"reference_batch{size}"] = bench_reference(student, more, graded.distillation_loss,
+                                                            cfg, ctx | {"batch_size": size})
+        save(results)
+    del student
+    # 2. the Trainer baseline on the same examples and loss, from fresh weights
+    if cfg.trainer:
+        results["trainer"] = bench_trainer(build_model(student_config, device), examples,
+                                           graded.distillation_loss, cfg, ctx)
+        save(results)
+    # 3. the soft-label pass of the teacher
+    teacher = build_model(teacher_config, device).eval()
+    n_teacher = non_embedding_params(teacher)
+    ctx["teacher_flops"] = lambda n: flops_per_sequence(teacher_config, n_teacher, n, training=False)
+    results["teacher_params"] = sum(p.numel() for p in teacher.parameters())
+    soft_examples = examples[: cfg.soft_label_batches * ctx["eval_batch_size"]]
+    results["soft_labels"] = bench_soft_labels(teacher, soft_examples, graded.collect_teacher_logits, cfg, ctx)
+    del teacher
+    save(results)
+    # 4. the reference step under torch.compile, last: compiling takes a while and may fail
+    if cfg.compile:
+        try:
+            results["reference_compiled"] = bench_reference(
+                build_model(student_config, device), examples, graded.distillation_loss, cfg, ctx,
+                compiled=True)
+        except Exception as err:  # report it, keep the other numbers
+            logger.exception("torch.compile failed")
+            results["compile_error"] = f"{type(err).__name__}: {err}"[:2000]
+    # ratios
+    ref = results["reference"]["tokens_per_s"]
+    ratios = results["ratios"] = {}
+    if "trainer" in results:
+        ratios["reference_over_trainer"] = ref / results["trainer"]["tokens_per_s"]
+    if "reference_compiled" in results:
+        ratios["compiled_over_eager"] = results["reference_compiled"]["tokens_per_s"] / ref
+        if "trainer" in results:
+            ratios["compiled_over_trainer"] = (results["reference_compiled"]["tokens_per_s"]
+                                               / results["trainer"]["tokens_per_s"])
+    ratios["soft_labels_over_reference"] = results["soft_labels"]["tokens_per_s"] / ref
+    save(results)
+    return results
+
+
+def format_table(results: dict) -> str:
+    lines = [f"bench {results['profile']} on {results['device']} ({results['attention']}, batch "
+             f"{results['batch_size']}, max length {results['max_length']}, mean length "
+             f"{results['mean_length']:.0f}; student {results['student_params'] / 1e6:.1f}M, teacher "
+             f"{results['teacher_params'] / 1e6:.1f}M parameters)",
+             f"{'measurement':<22}{'tokens/s':>12}{'TFLOP/s':>10}{'MFU':>8}{'peak mem GB':>13}"]
+    names = ["reference", *(k for k in results if k.startswith("reference_batch")),
+             "reference_compiled", "trainer", "soft_labels"]
+    for name in names:
+        if name in results:
+            r = results[name]
+            mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a"
+            mem = f"{r['peak_memory_gb']:.1f}" if r["peak_memory_gb"] is not None else "n/a"
+            lines.append(f"{name:<22}{r['tokens_per_s']:>12,.0f}{r['tflops']:>10.1f}{mfu:>8}{mem:>13}")
+    lines += [f"{k}: {v:.2f}x" for k, v in results["ratios"].items()]
+    if "compile_error" in results:
+        lines.append(f"torch.compile failed: {results['compile_error'][:200]}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> dict:
+    from transformers import HfArgumentParser
+
+    from kdcourse.paths import RUNS_DIR
+    (cfg,) = HfArgumentParser(BenchConfig).parse_args_into_dataclasses(args=argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    out = Path(cfg.out or RUNS_DIR / cfg.profile / "bench.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    results = run_bench(cfg, save=lambda r: out.write_text(json.dumps(r, indent=1) + "\n"))
+    print(format_table(results) + f"\nresults -> {out}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

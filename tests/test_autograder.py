@@ -1,0 +1,230 @@
+"""The autograder: real solution full marks, release zero, classic mistakes caught with a hint,
+hostile code contained, nbgrader and `make grade` flows end to end (all in tmp_path)."""
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))                          # the autograder package (course root)
+sys.path.insert(0, str(REPO / "tests" / "submissions"))
+import mutants  # noqa: E402
+from autograder import MAX_POINTS  # noqa: E402
+from autograder.grade import grade_folder, grade_notebook  # noqa: E402
+
+SOLUTION = REPO / "solutions" / "week6_distillation" / "distillation.ipynb"
+RELEASE = REPO / "assignments" / "week6_distillation" / "distillation.ipynb"
+pytestmark = pytest.mark.slow
+
+
+def failed(result, item):
+    return [t for t in result["items"][item]["tests"] if not t["passed"]]
+
+
+def bundles():
+    """Mutants of different items share a notebook (items are graded independently)."""
+    by_item = defaultdict(list)
+    for row in mutants.MISTAKES:
+        by_item[row[0]].append(row)
+    return [[rows[k] for rows in by_item.values() if k < len(rows)]
+            for k in range(max(map(len, by_item.values())))]
+
+
+@pytest.mark.xdist_group("autograder-b")
+def test_release_scores_zero(tmp_path):
+    """The student release (every body `raise NotImplementedError()`) scores 0 on every item."""
+    from kdcourse.notebook import graded_cells
+    if RELEASE.exists():
+        path = RELEASE
+    else:   # not generated yet (make release): strip the solution the way nbgrader does
+        sources = {n: s.split("### BEGIN SOLUTION")[0] + "raise NotImplementedError()\n"
+                   for n, s in graded_cells(SOLUTION).items() if n in MAX_POINTS}
+        path = mutants.write(tmp_path / "release.ipynb", sources)
+    result = grade_notebook(path)
+    assert all(result["items"][i]["score"] == 0 for i in MAX_POINTS), result
+    assert "not implemented" in failed(result, "tempered_softmax")[0]["message"]
+
+
+@pytest.mark.parametrize("rows", bundles(), ids=lambda rows: "+".join(r[1] for r in rows))
+def test_classic_mistakes_lose_points_with_a_hint(rows, tmp_path):
+    """Each mutant loses points on its item only, on the expected check, with a teaching hint."""
+    sources = dict(mutants.SOURCES)
+    for item, _, old, new, _, _ in rows:
+        sources[item] = mutants.mutate(item, old, new)[item]
+    result = grade_notebook(mutants.write(tmp_path / "nb.ipynb", sources))
+    mutated = {r[0] for r in rows}
+    for item, name, _, _, check, phrase in rows:
+        fails = failed(result, item)
+        assert result["items"][item]["score"] < MAX_POINTS[item], f"{name} got full marks"
+        hits = [t for t in fails if t["name"].startswith(check)]
+        assert hits, f"{name}: expected {check} to fail, failed: {[t['name'] for t in fails]}"
+        assert any(phrase in t["message"] for t in hits), (name, [t["message"] for t in hits])
+    for item in set(MAX_POINTS) - mutated:
+        assert result["items"][item]["score"] == MAX_POINTS[item], (item, failed(result, item))
+
+
+@pytest.mark.xdist_group("autograder-a")
+def test_correct_solution_written_differently_gets_full_marks(tmp_path):
+    """Manual KL with sum / batch and nll_loss is as good as F.kl_div(batchmean)."""
+    sources = dict(mutants.SOURCES, distillation_loss=mutants.MANUAL_KL)
+    result = grade_notebook(mutants.write(tmp_path / "nb.ipynb", sources))
+    assert result["total"] == 60, failed(result, "distillation_loss")
+
+
+HOSTILE_FAILS = {   # each item's body misbehaves: none may pass, none may stop the others
+    "tempered_softmax": '''import os
+def tempered_softmax(logits, temperature=1.0, dim=-1):
+    print('{"event": "case", "id": "tempered_softmax/T=0.5", "obs": {}}')
+    os._exit(0)
+''',
+    "distillation_loss": '''import torch.testing, builtins
+torch.testing.assert_close = lambda *a, **k: None
+torch.allclose = lambda *a, **k: True
+builtins.AssertionError = type("Never", (Exception,), {})
+def distillation_loss(student_logits, teacher_logits, labels, temperature=2.0, alpha=0.5):
+    return student_logits.sum() * 0
+''',
+    "collect_teacher_logits": '''def collect_teacher_logits(teacher, loader, device="cpu"):
+    while True:
+        pass
+''',
+    "train_student": '''def train_student(student, loader, optimizer, **kwargs):
+    blob = bytearray(64 << 30)
+    return [0.0]
+''',
+}
+
+REPO_TARGETS = ["README.md", "autograder/test_tempered_softmax.py", "nbgrader_config.py"]
+HOSTILE_CONTAINED = {   # misbehaviour around correct code: correct items keep full marks
+    "tempered_softmax": f'''import os, sys
+for _target in {[str(REPO / t) for t in REPO_TARGETS]!r}:
+    try:
+        open(_target, "a").write("HACKED")
+    except Exception:
+        pass
+    try:
+        os.remove(_target)
+    except Exception:
+        pass
+    try:
+        leaked = open(_target).read()
+    except Exception:
+        pass
+try:
+    open({str(REPO / "HACKED")!r}, "w").write("x")
+except Exception:
+    pass
+''' + mutants.SOURCES["tempered_softmax"],
+    "distillation_loss": "import os\nos._exit(3)\n" + mutants.SOURCES["distillation_loss"],
+    "collect_teacher_logits": '''import subprocess, socket
+try:
+    subprocess.run(["touch", "/tmp/kdgrade-pwned"])
+except Exception:
+    pass
+try:
+    socket.create_connection(("127.0.0.1", 22), timeout=1)
+except Exception:
+    pass
+''' + mutants.SOURCES["collect_teacher_logits"],
+    "train_student": '''import atexit, sys
+atexit.register(lambda: print("ALL TESTS PASSED"))
+print("x" * 5_000_000)
+sys.stderr.write("warning: harmless\\n")
+''' + mutants.SOURCES["train_student"],
+}
+
+
+def fingerprint():
+    return {t: hashlib.sha256((REPO / t).read_bytes()).hexdigest() for t in REPO_TARGETS}
+
+
+@pytest.mark.xdist_group("autograder-b")
+def test_hostile_bodies_never_pass(tmp_path):
+    """os._exit, fake output, monkeypatched torch/builtins, infinite loop, memory bomb: all zero."""
+    result = grade_notebook(mutants.write(tmp_path / "nb.ipynb", HOSTILE_FAILS), case_seconds=3)
+    assert result["total"] == 0, {i: result["items"][i]["score"] for i in MAX_POINTS}
+    assert any("time limit" in t["message"] for t in failed(result, "collect_teacher_logits"))
+
+
+@pytest.mark.parametrize("sandbox", ["bwrap", "hooks-only"])
+def test_hostile_cells_are_contained(sandbox, tmp_path, monkeypatch):
+    """Writes, deletes, reads of the course, subprocess, socket, exit at import, output floods:
+    the checkout is unchanged and every correct item keeps its marks (with and without bwrap)."""
+    if sandbox == "hooks-only":
+        monkeypatch.setenv("KDGRADE_NO_BWRAP", "1")
+    before = fingerprint()
+    result = grade_notebook(mutants.write(tmp_path / "nb.ipynb", HOSTILE_CONTAINED), case_seconds=5)
+    assert fingerprint() == before and not (REPO / "HACKED").exists()
+    assert not Path("/tmp/kdgrade-pwned").exists()
+    assert result["items"]["distillation_loss"]["score"] == 0
+    for item in ("tempered_softmax", "collect_teacher_logits", "train_student"):
+        assert result["items"][item]["score"] == MAX_POINTS[item], (item, failed(result, item))
+
+
+@pytest.mark.xdist_group("autograder-a")
+def test_make_grade_folder_outputs(tmp_path):
+    """grades.json/csv, feedback and Gradescope files for every student; missing and broken
+    notebooks give zeros; re-running gives the same grades."""
+    subs = tmp_path / "subs"
+    shutil.copy(SOLUTION, mutants.write(subs / "alice" / "distillation.ipynb", {}).parent)
+    (subs / "bob").mkdir()
+    (subs / "bob" / "distillation.ipynb").write_text("{not json")
+    (subs / "carol").mkdir()
+    grades = grade_folder(subs, tmp_path / "out", jobs=2, progress=False)
+    # alice is the real solution notebook: full marks on every hidden check
+    assert grades["alice"]["total"] == 60, {i: [t for t in r["tests"] if not t["passed"]]
+                                            for i, r in grades["alice"]["items"].items()}
+    assert [grades[s]["total"] for s in ("bob", "carol")] == [0, 0]
+    assert "not a readable" in grades["bob"]["items"]["train_student"]["tests"][0]["message"]
+    out = tmp_path / "out"
+    assert json.loads((out / "grades.json").read_text()) == grades
+    assert (out / "grades.csv").read_text().splitlines()[1].startswith("alice,10.0,20.0,10.0,20.0,60.0")
+    assert (out / "feedback" / "bob.html").exists()
+    gradescope = json.loads((out / "gradescope" / "alice" / "results.json").read_text())
+    assert gradescope["score"] == 60 and len(gradescope["tests"]) == 4
+    again = grade_folder(subs, out, jobs=1, progress=False)
+    assert again == grades
+
+
+def test_wrong_submissions_path_is_a_clear_error(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "autograder.grade", str(tmp_path / "nope"),
+                           "--out", str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode != 0 and "is not a folder" in proc.stderr
+
+
+@pytest.mark.xdist_group("autograder-b")
+def test_nbgrader_autograde_flow(tmp_path):
+    """generate_assignment, autograde (restoring a deleted test cell), feedback, export: scores
+    come from the hidden suites, in a tmp copy of the course."""
+    course = tmp_path / "course"
+    shutil.copytree(REPO / "autograder", course / "autograder",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "nbgrader_config.py", course)
+    (course / "solutions" / "week6_distillation").mkdir(parents=True)
+    shutil.copy(SOLUTION, course / "solutions" / "week6_distillation")
+    nbgrader = [str(Path(sys.executable).parent / "nbgrader")]
+
+    def run(*args):
+        proc = subprocess.run(nbgrader + list(args), cwd=course, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    run("generate_assignment", "week6_distillation", "--force")
+    release = json.loads((course / "assignments/week6_distillation/distillation.ipynb").read_text())
+    release["cells"] = [c for c in release["cells"]          # a student deletes a test cell
+                        if c["metadata"].get("nbgrader", {}).get("grade_id") != "test_train_student"]
+    for student, nb in (("good", json.loads(SOLUTION.read_text())), ("blank", release)):
+        folder = course / "submitted" / student / "week6_distillation"
+        folder.mkdir(parents=True)
+        (folder / "distillation.ipynb").write_text(json.dumps(nb))
+    run("autograde", "week6_distillation")
+    run("generate_feedback", "week6_distillation")
+    run("export")
+    rows = {line.split(",")[3]: line.split(",") for line in (course / "grades.csv").read_text().splitlines()[1:]}
+    assert float(rows["good"][4]) == 60 and float(rows["blank"][4]) == 0
+    feedback = (course / "feedback/blank/week6_distillation/distillation.html").read_text()
+    assert "hidden tests: 0 / 20" in feedback and "not implemented" in feedback
