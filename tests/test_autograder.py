@@ -1,6 +1,5 @@
 """The autograder: real solution full marks, release zero, classic mistakes caught with a hint,
 hostile code contained, nbgrader and `make grade` flows end to end (all in tmp_path)."""
-import hashlib
 import json
 import os
 import shutil
@@ -88,7 +87,7 @@ torch.testing.assert_close = lambda *a, **k: None
 torch.allclose = lambda *a, **k: True
 builtins.AssertionError = type("Never", (Exception,), {})
 def distillation_loss(student_logits, teacher_logits, labels, temperature=2.0, alpha=0.5):
-    return student_logits.sum() * 0
+    return torch.tensor(123.0)
 ''',
     "collect_teacher_logits": '''def collect_teacher_logits(teacher, loader, device="cpu"):
     while True:
@@ -141,7 +140,8 @@ sys.stderr.write("warning: harmless\\n")
 
 
 def fingerprint():
-    return {t: hashlib.sha256((REPO / t).read_bytes()).hexdigest() for t in REPO_TARGETS}
+    """Exists and untouched by the hostile code (others may edit README meanwhile)."""
+    return {t: (REPO / t).exists() and b"HACKED" not in (REPO / t).read_bytes() for t in REPO_TARGETS}
 
 
 @pytest.mark.xdist_group("autograder-b")
@@ -211,7 +211,8 @@ def test_nbgrader_autograde_flow(tmp_path):
     nbgrader = [str(Path(sys.executable).parent / "nbgrader")]
 
     def run(*args):
-        proc = subprocess.run(nbgrader + list(args), cwd=course, capture_output=True, text=True)
+        env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")  # alembic
+        proc = subprocess.run(nbgrader + list(args), cwd=course, capture_output=True, text=True, env=env)
         assert proc.returncode == 0, proc.stderr[-3000:]
     run("generate_assignment", "week6_distillation", "--force")
     release = json.loads((course / "assignments/week6_distillation/distillation.ipynb").read_text())
@@ -224,7 +225,8 @@ def test_nbgrader_autograde_flow(tmp_path):
     run("autograde", "week6_distillation")
     run("generate_feedback", "week6_distillation")
     run("export")
-    rows = {line.split(",")[3]: line.split(",") for line in (course / "grades.csv").read_text().splitlines()[1:]}
-    assert float(rows["good"][4]) == 60 and float(rows["blank"][4]) == 0
+    import csv
+    rows = {r["student_id"]: r for r in csv.DictReader((course / "grades.csv").open())}
+    assert float(rows["good"]["raw_score"]) == 60 and float(rows["blank"]["raw_score"]) == 0
     feedback = (course / "feedback/blank/week6_distillation/distillation.html").read_text()
     assert "hidden tests: 0 / 20" in feedback and "not implemented" in feedback

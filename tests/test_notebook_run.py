@@ -88,7 +88,7 @@ def test_visible_checks_catch_a_typical_bug(name):
 
 
 # ---------------------------------------------------------------- the source, top to bottom
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session: xdist may interleave other modules' tests
 def executed_source(tmp_path_factory):
     import papermill
     out = tmp_path_factory.mktemp("papermill")
@@ -110,7 +110,7 @@ def test_source_runs_top_to_bottom_on_smoke(executed_source):
     assert re.search(r"T = 4, alpha = 0.5: val macro-F1 \d\.\d{3}", stdout), "the sweep did not run"
     figures = [i for i, c in enumerate(executed_source["cells"]) for out in c.get("outputs", [])
                if "image/png" in out.get("data", {})]
-    assert len(figures) >= 8, f"expected every plot as an inline PNG, got {len(figures)}"
+    assert len(figures) >= 7, f"expected every plot as an inline PNG, got {len(figures)}"
     tables = "".join(out["data"].get("text/plain", "") if isinstance(out["data"].get("text/plain"), str)
                      else "".join(out["data"].get("text/plain", []))
                      for _, out in outputs_of(executed_source, "execute_result"))
@@ -134,7 +134,7 @@ def test_source_run_leaves_the_solution_folder_alone(executed_source):
 
 
 # ---------------------------------------------------------------- the release, as autograde runs it
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def executed_release(tmp_path_factory):
     """Every cell of the release, errors allowed (nbgrader's default), on the smoke profile."""
     from nbclient import NotebookClient

@@ -124,6 +124,7 @@ class FitResult:
 
 def fit_distillation(model, epoch_batches: Callable[[int], list], optimizer, loss_fn: Callable, *,
                      temperature: float, alpha: float, epochs: int, scheduler=None,
+                     collate: Callable | None = None,
                      info: DistInfo = DistInfo(), autocast_dtype=None, max_grad_norm=None,
                      checkpoint_path: Path | None = None, checkpoint_every: int = 0,
                      stop_after: int | None = None, max_length: int = 0,
@@ -131,7 +132,8 @@ def fit_distillation(model, epoch_batches: Callable[[int], list], optimizer, los
     """Train `model` with `loss_fn` (the notebook's distillation_loss); return the losses.
 
     epoch_batches(epoch) -> the epoch's list of batches (the same on every rank, so the order is
-    reproducible after a resume); this rank trains on `shard` of it. `model` may be wrapped in DDP.
+    reproducible after a resume); this rank trains on `shard` of it, each item passed through
+    `collate` if given (e.g. index lists -> padded tensors). `model` may be wrapped in DDP.
     With `checkpoint_path` and `checkpoint_every`, the state is saved every so many steps and at the
     end, and a run started again with the same arguments resumes from it. `stop_after` simulates an
     interruption after that many steps (for tests).
@@ -155,6 +157,7 @@ def fit_distillation(model, epoch_batches: Callable[[int], list], optimizer, los
         for i, batch in enumerate(batches):
             if epoch * len(batches) + i < step:
                 continue  # done before the interruption
+            batch = collate(batch) if collate else batch
             # forward, in bf16 where asked; the teacher logits come with the batch
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             with oom_hint(len(batch["labels"]), max_length or batch["input_ids"].shape[1]):

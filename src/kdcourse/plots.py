@@ -184,11 +184,12 @@ def plot_reliability_diagram(bins_or_probs, labels=None, n_bins: int = 15, title
 
 def plot_sweep(rows, x: str = "temperature", y: str = "macro_f1", hue: str | None = "alpha",
                baseline: float | None = None, baseline_label: str = "hard labels",
-               title: str | None = None, save_to=None) -> Figure:
+               logx: bool | None = None, title: str | None = None, save_to=None) -> Figure:
     """`y` against `x`, one line per value of `hue`, from rows of dicts (or a pandas DataFrame).
 
     Rows with the same (hue, x) are averaged (e.g. several seeds); `baseline` draws a horizontal
-    reference line (e.g. the hard-label student's score).
+    reference line (e.g. the hard-label student's score). `logx` (default: when x is "temperature")
+    spaces x by powers of 2, as temperatures are usually swept.
     """
     if hasattr(rows, "to_dict"):
         rows = rows.to_dict("records")
@@ -204,6 +205,11 @@ def plot_sweep(rows, x: str = "temperature", y: str = "macro_f1", hue: str | Non
                 (f"{hue} = {key}" if hue else None))
     if baseline is not None:
         ax.axhline(baseline, color="gray", linestyle="--", label=baseline_label)
+    xs = sorted({v for points in groups.values() for v in points})
+    if (x == "temperature" if logx is None else logx) and xs and min(xs) > 0:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(xs, [f"{v:g}" for v in xs])
+        ax.minorticks_off()
     ax.set(xlabel=x, ylabel=y, title=title or f"{y} by {x}")
     if hue or baseline is not None:
         ax.legend(fontsize=8)
