@@ -18,6 +18,7 @@ the window on local ones), against the card's dense bf16 peak. Imports nothing f
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -56,6 +57,10 @@ class BenchConfig:
     soft_label_batches: int = field(default=8, metadata={"help": "eval batches of the soft-label pass"})
     trainer: bool = field(default=True, metadata={"help": "also time the Hugging Face Trainer baseline"})
     compile: bool = field(default=False, metadata={"help": "also time the reference step under torch.compile"})
+    pad_to_multiple_of: int = field(default=64, metadata={"help": "round padded lengths up to this "
+                                    "(reference and soft labels; the Trainer pads to the longest)"})
+    cudnn_attention: bool = field(default=False, metadata={"help": "let SDPA use cuDNN attention, which "
+                                  "plans per new shape: slow with dynamic padding"})
     extra_batch_sizes: list[int] = field(default_factory=list, metadata={
         "help": "also time the reference step at these batch sizes (larger batches fill the GPU)"})
     temperature: float = field(default=4.0, metadata={"help": "T of the loss (does not change the cost)"})
@@ -90,9 +95,11 @@ def bench_model_config(profile, role: str, num_labels: int = 8):
 
 
 def build_model(config, device: str, seed: int = 0):
+    """Random init straight on the device (seconds for the 395M teacher, not a minute on CPU)."""
     from transformers import AutoModelForSequenceClassification
     torch.manual_seed(seed)
-    return AutoModelForSequenceClassification.from_config(config).to(device)
+    with torch.device(device):
+        return AutoModelForSequenceClassification.from_config(config)
 
 
 def non_embedding_params(model) -> int:
@@ -135,9 +142,11 @@ def random_examples(n: int, max_length: int, median_length: int, vocab_size: int
              "teacher_logits": (3 * torch.randn(num_labels, generator=g)).tolist()} for length in lengths]
 
 
-def pad_collate(items: list[dict], pad_token_id: int = 0) -> dict:
-    """Dynamic padding to the longest item of the batch (as kdcourse.data.PadCollator)."""
+def pad_collate(items: list[dict], pad_token_id: int = 0, multiple: int = 1) -> dict:
+    """Dynamic padding to the longest item of the batch (as kdcourse.data.PadCollator), rounded up
+    to `multiple` (fewer distinct shapes for the GPU kernels to plan for)."""
     longest = max(len(item["input_ids"]) for item in items)
+    longest = -(-longest // multiple) * multiple
     input_ids = torch.full((len(items), longest), pad_token_id, dtype=torch.long)
     attention_mask = torch.zeros((len(items), longest), dtype=torch.long)
     for row, item in enumerate(items):
@@ -183,6 +192,8 @@ def peak_memory(device: str, into: dict):
 
 
 def result_row(tokens: float, flops: float, seconds: float, peak: float | None, **extra) -> dict:
+    logger.info("measured: %.0f tokens/s, %.1f TFLOP/s, MFU %s, %s", tokens / seconds, flops / seconds / 1e12,
+                f"{flops / seconds / peak:.3f}" if peak else "n/a", extra)
     return {"tokens_per_s": tokens / seconds, "tflops": flops / seconds / 1e12,
             "mfu": flops / seconds / peak if peak else None, "seconds": seconds, **extra}
 
@@ -194,7 +205,8 @@ def bench_reference(student, examples, loss_fn, cfg, ctx, compiled: bool = False
     model = torch.compile(student, dynamic=True) if compiled else student
     optimizer = torch.optim.AdamW(student.parameters(), lr=5e-5, fused=cuda)
     batches = length_grouped(examples, ctx["batch_size"])[: cfg.warmup + cfg.steps]
-    loader = torch.utils.data.DataLoader(examples, batch_sampler=batches, collate_fn=pad_collate,
+    collate = functools.partial(pad_collate, multiple=cfg.pad_to_multiple_of)
+    loader = torch.utils.data.DataLoader(examples, batch_sampler=batches, collate_fn=collate,
                                          pin_memory=cuda)
     row = {}
     with peak_memory(device, row):
@@ -228,7 +240,8 @@ def bench_soft_labels(teacher, examples, collect, cfg, ctx) -> dict:
     device, timer = ctx["device"], Timer(ctx["device"])
     order = sorted(range(len(examples)), key=lambda i: -len(examples[i]["input_ids"]))
     size = ctx["eval_batch_size"]
-    batches = [pad_collate([examples[i] for i in order[s:s + size]]) for s in range(0, len(order), size)]
+    batches = [pad_collate([examples[i] for i in order[s:s + size]], multiple=cfg.pad_to_multiple_of)
+               for s in range(0, len(order), size)]
     if device.startswith("cuda"):
         batches = [{k: v.pin_memory() for k, v in b.items()} for b in batches]
     autocast = torch.autocast(torch.device(device).type, dtype=ctx["autocast_dtype"],
@@ -307,6 +320,7 @@ def run_bench(cfg: BenchConfig, save=lambda results: None) -> dict:
            "autocast_dtype": torch.bfloat16 if device.startswith("cuda") else None}
     if device.startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = True  # the few fp32 matmuls left outside autocast
+        torch.backends.cuda.enable_cudnn_sdp(cfg.cudnn_attention)
     student_config, teacher_config = bench_model_config(profile, "student"), bench_model_config(profile, "teacher")
     n_examples = max((cfg.warmup + cfg.steps) * batch_size, cfg.soft_label_batches * ctx["eval_batch_size"])
     examples = random_examples(n_examples, max_length, min(cfg.median_length, max_length),

@@ -1,0 +1,171 @@
+"""Distil one student with checkpoints, resumption and several processes (kdcourse.distributed).
+
+    python solutions/reference/train_distill.py --profile smoke                       # one process
+    torchrun --nproc_per_node 2 solutions/reference/train_distill.py --profile smoke   # 2 CPU processes (gloo)
+    torchrun --nproc_per_node 8 solutions/reference/train_distill.py --profile gpu     # 8 GPUs (NCCL)
+    accelerate launch --num_processes 8 solutions/reference/train_distill.py --profile gpu
+
+Interrupted? Run the same command again: it resumes from <out_dir>/checkpoint.pt to the same result.
+The loss is the notebook's `distillation_loss`; rank 0 computes the soft labels once (the same
+fingerprinted cache as run_reference.py) and every rank reads them. Each rank trains on its share of
+the length-grouped batches, so the effective batch is world_size x train_batch_size.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import transformers
+from transformers import HfArgumentParser
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run_reference's cache helpers
+from run_reference import predict, soft_label_cache  # noqa: E402
+
+from kdcourse.data import (LengthGroupedBatchSampler, PadCollator, load_label_names, load_splits,  # noqa: E402
+                           tokenize_splits)
+from kdcourse.distributed import (DistInfo, barrier, fit_distillation, init_distributed, shard,  # noqa: E402
+                                  unwrap, write_json)
+from kdcourse.logits_cache import (cached_logits, load_logits, model_fingerprint,  # noqa: E402
+                                   tokenizer_fingerprint)
+from kdcourse.metrics import evaluate_logits  # noqa: E402
+from kdcourse.models import load_student, load_tokenizer  # noqa: E402
+from kdcourse.notebook import load_graded_functions  # noqa: E402
+from kdcourse.paths import RUNS_DIR, SOLUTION_NOTEBOOK  # noqa: E402
+from kdcourse.profiles import get_profile  # noqa: E402
+from kdcourse.teacher import get_teacher, sample_caps  # noqa: E402
+from kdcourse.utils import set_seed  # noqa: E402
+
+logger = logging.getLogger("train_distill")
+
+
+@dataclass
+class DistillConfig:
+    profile: str = field(default="cpu", metadata={"help": "profile in configs/profiles.toml"})
+    temperature: float = field(default=4.0, metadata={"help": "softmax temperature of the soft term"})
+    alpha: float = field(default=0.9, metadata={"help": "weight of the soft term (0: hard labels only)"})
+    seed: int = field(default=0, metadata={"help": "initial weights and batch order"})
+    epochs: int | None = field(default=None, metadata={"help": "default: the profile's student_epochs"})
+    checkpoint_every: int = field(default=50, metadata={"help": "save a checkpoint every N steps (0: never)"})
+    stop_after: int | None = field(default=None, metadata={"help": "stop after N steps, as if interrupted (tests)"})
+    max_grad_norm: float | None = field(default=1.0, metadata={"help": "gradient clipping; None: off"})
+    out_dir: str | None = field(default=None, metadata={"help": "default: runs/<profile>/distill"})
+    device: str | None = field(default=None, metadata={"help": "default: this rank's GPU, else cpu"})
+
+    def __post_init__(self):
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if not 0 <= self.alpha <= 1:
+            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
+
+
+def soft_labels(profile, tokenized, tokenizer, graded, info: DistInfo, autocast_dtype) -> dict:
+    """Every split's teacher logits: rank 0 fills the cache, then every rank reads it."""
+    label_names = load_label_names()
+    teacher = get_teacher(profile, label_names) if info.is_main else None
+    barrier(info)  # the teacher checkpoint exists now
+    teacher = teacher or get_teacher(profile, label_names)
+    teacher_fp, tokenizer_fp = model_fingerprint(teacher), tokenizer_fingerprint(tokenizer)
+    paths = {s: soft_label_cache(s, profile, tokenized[s], tokenizer_fp, teacher_fp, False)
+             for s in ("train", "validation", "test")}
+    if info.is_main:
+        teacher.to(info.device)
+        for split, (path, fp) in paths.items():
+            cached_logits(path, fp, lambda split=split: predict(
+                graded.collect_teacher_logits, teacher, tokenized[split], tokenizer,
+                profile.eval_batch_size, info.device, autocast_dtype), split=split)
+    barrier(info)
+    return {split: load_logits(path, fp) for split, (path, fp) in paths.items()}
+
+
+def main(argv=None) -> dict:
+    (cfg,) = HfArgumentParser(DistillConfig).parse_args_into_dataclasses(args=argv)
+    info = init_distributed(cfg.device)
+    logging.basicConfig(level=logging.INFO if info.is_main else logging.WARNING, force=True,
+                        format=f"%(asctime)s rank {info.rank}: %(message)s")
+    transformers.logging.set_verbosity_error()
+    profile = get_profile(cfg.profile)
+    epochs = cfg.epochs or profile.student_epochs
+    out = Path(cfg.out_dir or RUNS_DIR / profile.name / "distill")
+    cuda = info.device.startswith("cuda")
+    autocast_dtype = torch.bfloat16 if profile.precision == "bf16" and cuda else None
+    resolved = {"config": asdict(cfg), "profile": profile.to_dict(), "world_size": info.world_size,
+                "device": info.device, "epochs": epochs}
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "config.json", resolved)
+        logger.info("resolved config: %s", json.dumps(resolved))
+    graded = load_graded_functions(SOLUTION_NOTEBOOK)
+
+    # data and soft labels (cached once, read by every rank)
+    splits = load_splits(max_samples=sample_caps(profile))
+    tokenizer = load_tokenizer(profile)
+    tokenized = tokenize_splits(splits, tokenizer, profile.max_length)
+    teacher_logits = soft_labels(profile, tokenized, tokenizer, graded, info, autocast_dtype)
+    train = tokenized["train"]
+    items = [{"input_ids": ids, "label": label, "teacher_logits": logits}
+             for ids, label, logits in zip(train["input_ids"], train["label"],
+                                           teacher_logits["train"].tolist())]
+    collate = PadCollator(tokenizer.pad_token_id, pad_to_multiple_of=64 if cuda else None)
+    sampler = LengthGroupedBatchSampler(train["length"], profile.train_batch_size, seed=cfg.seed)
+
+    def epoch_batches(epoch):  # the same list on every rank; `shard` picks this rank's batches
+        sampler.set_epoch(epoch)
+        return sampler.batches()
+
+    # student, optimizer, schedule over this rank's steps; DDP when several processes
+    set_seed(cfg.seed)
+    student = load_student(profile, load_label_names(), tokenizer, seed=cfg.seed).to(info.device)
+    model = student
+    if info.world_size > 1:
+        model = torch.nn.parallel.DistributedDataParallel(
+            student, device_ids=[info.local_rank] if cuda else None)
+    optimizer = torch.optim.AdamW(student.parameters(), lr=profile.student_lr,
+                                  weight_decay=profile.weight_decay, fused=cuda)
+    steps = epochs * len(shard(epoch_batches(0), info))
+    scheduler = transformers.get_linear_schedule_with_warmup(
+        optimizer, int(profile.warmup_ratio * steps), steps)
+
+    # train (resumes from the checkpoint if one is there)
+    result = fit_distillation(
+        model, epoch_batches, optimizer, graded.distillation_loss, temperature=cfg.temperature,
+        alpha=cfg.alpha, epochs=epochs, scheduler=scheduler, info=info,
+        collate=lambda indices: collate([items[i] for i in indices]), autocast_dtype=autocast_dtype,
+        max_grad_norm=cfg.max_grad_norm, checkpoint_path=out / "checkpoint.pt",
+        checkpoint_every=cfg.checkpoint_every, stop_after=cfg.stop_after,
+        max_length=profile.max_length, log_every=max(1, steps // 10))
+    checksum = float(sum(p.double().sum() for p in unwrap(model).parameters()))
+    write_json(out / f"rank{info.rank}.json", {"checksum": checksum, "steps": result.steps,
+                                               "tokens": result.tokens})
+    if cfg.stop_after is not None and result.steps >= cfg.stop_after:
+        logger.info("stopped after %d steps as asked; run again to resume", result.steps)
+        return {"stopped_at": result.steps}
+
+    # evaluate and save (rank 0)
+    metrics = {"world_size": info.world_size, "steps": result.steps, "resumed_from": result.resumed_from,
+               "train_seconds": result.train_seconds, "losses": result.losses, "checksum": checksum}
+    if info.is_main:
+        for split in ("validation", "test"):
+            logits = predict(graded.collect_teacher_logits, student, tokenized[split], tokenizer,
+                             profile.eval_batch_size, info.device, autocast_dtype)
+            m = evaluate_logits(logits, splits[split]["label"], teacher_logits[split])
+            metrics[split] = {k: m[k] for k in ("accuracy", "macro_f1", "agreement", "kl_to_teacher", "ece")}
+        student.save_pretrained(out / "student")
+        write_json(out / "metrics.json", metrics)
+        logger.info("step %d: loss %.4f, val acc %.3f, agree %.3f -> %s", result.steps,
+                    result.losses[-1], metrics["validation"]["accuracy"],
+                    metrics["validation"]["agreement"], out)
+    barrier(info)
+    if info.world_size > 1:
+        torch.distributed.destroy_process_group()
+    return metrics
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    main()
