@@ -282,6 +282,8 @@ def main(argv=None) -> dict:
     profile = get_profile(cfg.profile, **overrides)
     device = pick_device(cfg.device)
     autocast_dtype = torch.bfloat16 if profile.precision == "bf16" and device.startswith("cuda") else None
+    if device.startswith("cuda"):  # cuDNN attention re-plans for every new padded length (see bench)
+        torch.backends.cuda.enable_cudnn_sdp(False)
     out = Path(cfg.out_dir or RUNS_DIR / profile.name)
     out.mkdir(parents=True, exist_ok=True)
     resolved = {"config": asdict(cfg), "profile": profile.to_dict(), "device": device,

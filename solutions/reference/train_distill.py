@@ -139,7 +139,8 @@ def main(argv=None) -> dict:
         max_grad_norm=cfg.max_grad_norm, checkpoint_path=out / "checkpoint.pt",
         checkpoint_every=cfg.checkpoint_every, stop_after=cfg.stop_after,
         max_length=profile.max_length, log_every=max(1, steps // 10))
-    checksum = float(sum(p.double().sum() for p in unwrap(model).parameters()))
+    with torch.no_grad():  # identical on every rank under DDP
+        checksum = float(sum(p.double().sum() for p in unwrap(model).parameters()))
     write_json(out / f"rank{info.rank}.json", {"checksum": checksum, "steps": result.steps,
                                                "tokens": result.tokens})
     if cfg.stop_after is not None and result.steps >= cfg.stop_after:

@@ -1,0 +1,53 @@
+"""`make bench`: the entry function on the smoke models, the FLOP count, no `datasets` import."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from kdcourse import bench
+from kdcourse.profiles import get_profile
+
+
+def test_flops_per_sequence_matches_the_formula():
+    """6N per token plus 12 * d_model * context per layer, context capped by the local window."""
+    config = bench.bench_model_config(get_profile("gpu"), "student")
+    n, length = 1000, 512
+    layers = config.num_hidden_layers
+    global_layers = len(range(0, layers, config.global_attn_every_n_layers))
+    context = global_layers * length + (layers - global_layers) * (config.local_attention + 1)
+    expected = 6 * n * length + 12 * config.hidden_size * context * length
+    assert bench.flops_per_sequence(config, n, length) == pytest.approx(expected)
+    assert bench.flops_per_sequence(config, n, length, training=False) == pytest.approx(expected / 3)
+
+
+def test_gpu_profile_benchmarks_the_released_shapes():
+    """The gpu profile builds ModernBERT-base and -large shapes without a download."""
+    student = bench.bench_model_config(get_profile("gpu"), "student")
+    teacher = bench.bench_model_config(get_profile("gpu"), "teacher")
+    assert (student.hidden_size, student.num_hidden_layers, student.intermediate_size) == (768, 22, 1152)
+    assert (teacher.hidden_size, teacher.num_hidden_layers, teacher.intermediate_size) == (1024, 28, 2624)
+    assert student.vocab_size == teacher.vocab_size == 50368 and student.local_attention == 128
+
+
+@pytest.mark.slow
+def test_bench_runs_on_the_smoke_models(tmp_path):
+    """The entry function times all three measurements and writes their ratios."""
+    out = tmp_path / "bench.json"
+    results = bench.main(["--profile", "smoke", "--steps", "2", "--warmup", "1",
+                          "--soft_label_batches", "1", "--out", str(out)])
+    assert json.loads(out.read_text())["ratios"] == pytest.approx(results["ratios"])
+    for name in ("reference", "trainer", "soft_labels"):
+        assert results[name]["tokens_per_s"] > 0, name
+    assert results["ratios"]["reference_over_trainer"] > 0
+
+
+def test_bench_imports_without_datasets():
+    """The GPU image has no `datasets`: kdcourse.bench must not import it."""
+    code = ("import sys\nclass Block:\n    def find_spec(self, name, *a):\n"
+            "        if name.split('.')[0] == 'datasets': raise ImportError('blocked')\n"
+            "sys.meta_path.insert(0, Block())\nimport kdcourse.bench\n"
+            "kdcourse.bench.bench_model_config(__import__('kdcourse.profiles').profiles.get_profile('gpu'), 'student')\n"
+            "assert 'datasets' not in sys.modules\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]

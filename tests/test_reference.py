@@ -1,0 +1,133 @@
+"""The reference solution: the pipeline end to end on the smoke profile, the soft-label cache's
+refusals, resumption to the same result, DDP with 2 CPU processes, and the failure messages."""
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = REPO_ROOT / "solutions" / "reference"
+sys.path.insert(0, str(REFERENCE))
+
+import run_reference  # noqa: E402
+import train_distill  # noqa: E402
+
+from kdcourse.distributed import NonFiniteLossError, fit_distillation, oom_hint  # noqa: E402
+from kdcourse.logits_cache import StaleCacheError, cached_logits  # noqa: E402
+
+ROW_KEYS = {"accuracy", "macro_f1", "agreement", "kl_to_teacher", "ece", "params", "latency_ms",
+            "train_seconds", "tokens_per_s"}
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("reference")
+def test_reference_pipeline_on_smoke(tmp_path):
+    """make reference on the smoke profile writes metrics.json, report.md and the plots."""
+    metrics = run_reference.main(["--profile", "smoke", "--seeds", "0", "1", "--sweep_temperatures", "2",
+                                  "--sweep_alphas", "0.5", "--notebook", "false", "--out_dir", str(tmp_path)])
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    for name in ("teacher", "student_hard", "student_distilled"):
+        assert ROW_KEYS <= set(saved[name]), f"{name} lacks {ROW_KEYS - set(saved[name])}"
+    assert len(saved["student_distilled"]["macro_f1"]) == 2, "one value per seed"
+    assert [(r["temperature"], r["alpha"]) for r in saved["sweep"]] == [(1.0, 0.0), (2.0, 0.5)]
+    assert 0 < saved["retained_accuracy"]["student_distilled"] < 2
+    assert saved["teacher"]["agreement"] == 1.0 and metrics["soft_labels"]["fingerprint"]
+    for name in ("report.md", "config.json", "runs.jsonl", "training_curves.png", "sweep_macro_f1.png",
+                 "confusion_distilled.png", "reliability.png", "class_similarity.png"):
+        assert (tmp_path / name).exists(), f"{name} was not written"
+    assert "Did distillation help?" in (tmp_path / "report.md").read_text()
+
+
+def test_a_stale_soft_label_cache_is_refused_then_moved_aside(tmp_path, monkeypatch, smoke_profile,
+                                                              smoke_tokenizer, smoke_splits):
+    """Another teacher's cache is refused with a message; --recompute_stale_cache keeps it aside."""
+    monkeypatch.setattr(run_reference, "CACHE_DIR", tmp_path)
+    data = smoke_splits["train"]
+    path, old = run_reference.soft_label_cache("train", smoke_profile, data, "tok", "teacher-1", False)
+    cached_logits(path, old, lambda: torch.zeros(len(data), 8))
+    path, new = run_reference.soft_label_cache("train", smoke_profile, data, "tok", "teacher-2", False)
+    with pytest.raises(StaleCacheError, match="Delete or move the file"):
+        cached_logits(path, new, lambda: torch.ones(len(data), 8))
+    path, new = run_reference.soft_label_cache("train", smoke_profile, data, "tok", "teacher-2", True)
+    assert not path.exists() and list(tmp_path.rglob(f"*.stale-{old}")), "the stale file is kept aside"
+    assert cached_logits(path, new, lambda: torch.ones(len(data), 8)).eq(1).all()
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("distill")
+def test_resume_after_an_interruption_gives_the_same_result(tmp_path):
+    """Stopped after 5 steps and started again, the run ends with the same losses and weights."""
+    args = ["--profile", "smoke", "--checkpoint_every", "3"]
+    full = train_distill.main(args + ["--out_dir", str(tmp_path / "full")])
+    train_distill.main(args + ["--out_dir", str(tmp_path / "resumed"), "--stop_after", "5"])
+    resumed = train_distill.main(args + ["--out_dir", str(tmp_path / "resumed")])
+    assert resumed["resumed_from"] == 3, "the second run must start from the step-3 checkpoint"
+    assert resumed["losses"] == full["losses"]
+    assert resumed["checksum"] == full["checksum"]
+    assert resumed["validation"] == full["validation"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("distill")
+def test_ddp_with_two_cpu_processes(tmp_path):
+    """torchrun with 2 gloo processes: each rank trains on half the batches, weights stay equal."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+               "--master_port", str(_free_port()), str(REFERENCE / "train_distill.py"),
+               "--profile", "smoke", "--checkpoint_every", "2", "--out_dir", str(tmp_path)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["checksum"] == pytest.approx(ranks[1]["checksum"], rel=1e-9), "ranks diverged"
+    assert ranks[0]["tokens"] != ranks[1]["tokens"], "both ranks saw the same batches"
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and (tmp_path / "checkpoint.pt").exists()
+
+
+class _Toy(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = torch.nn.EmbeddingBag(16, 3)
+
+    def forward(self, input_ids, attention_mask):
+        return type("Out", (), {"logits": self.embed(input_ids)})()
+
+
+def _toy_batches(epoch):
+    g = torch.Generator().manual_seed(epoch)
+    return [{"input_ids": torch.randint(0, 16, (4, 5), generator=g), "attention_mask": torch.ones(4, 5),
+             "labels": torch.randint(0, 3, (4,), generator=g), "teacher_logits": torch.randn(4, 3, generator=g)}
+            for _ in range(3)]
+
+
+def test_a_nan_loss_stops_the_run_naming_the_step():
+    """A NaN loss raises NonFiniteLossError that names the step."""
+    model = _Toy()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    calls = []
+
+    def loss_fn(logits, teacher_logits, labels, temperature, alpha):
+        calls.append(1)
+        loss = torch.nn.functional.cross_entropy(logits, labels)
+        return loss * float("nan") if len(calls) == 2 else loss
+
+    with pytest.raises(NonFiniteLossError, match="loss is nan at step 2"):
+        fit_distillation(model, _toy_batches, optimizer, loss_fn, temperature=2.0, alpha=0.5, epochs=1)
+
+
+def test_out_of_memory_names_batch_size_and_length():
+    """Out-of-memory is re-raised with the settings to lower."""
+    with pytest.raises(torch.cuda.OutOfMemoryError, match="batch size 32 and max length 512"):
+        with oom_hint(32, 512):
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
