@@ -257,13 +257,14 @@ def save_plots(out: Path, ctx: dict, hard: list, distilled: list, metrics: dict,
                              title=f"validation {y}", save_to=out / f"sweep_{y}.png")
 
 
-def run_notebook(out: Path, cfg: ReferenceConfig) -> Path:
+def run_notebook(out: Path, cfg: ReferenceConfig, profile: Profile) -> Path:
     """Execute the solution notebook with papermill, the profile as parameter, small sweep sizes."""
     import papermill
+    caps = [n for n in (cfg.notebook_max_train_samples, profile.max_train_samples) if n]
     parameters = {"PROFILE": cfg.profile, "SEED": cfg.seeds[0], "TEMPERATURE": cfg.temperature,
                   "ALPHA": cfg.alpha, "SWEEP_TEMPERATURES": [cfg.temperature],
                   "SWEEP_ALPHAS": [cfg.alpha], "SWEEP_EPOCHS": 1,
-                  "MAX_TRAIN_SAMPLES": cfg.notebook_max_train_samples}
+                  "MAX_TRAIN_SAMPLES": min(caps) if caps else None}
     logger.info("executing %s with %s", SOLUTION_NOTEBOOK, parameters)
     target = out / "distillation.ipynb"
     papermill.execute_notebook(str(SOLUTION_NOTEBOOK), str(target), parameters=parameters,
@@ -391,7 +392,7 @@ def main(argv=None) -> dict:
     # outputs: plots, report, the executed notebook
     save_plots(out, ctx, hard, distilled, metrics, cfg)
     if cfg.notebook:
-        metrics["notebook"] = str(run_notebook(out, cfg))
+        metrics["notebook"] = str(run_notebook(out, cfg, profile))
     metrics["wall_seconds"] = time.perf_counter() - wall_start
     write_json(out / "metrics.json", metrics)
     report = write_report(out, metrics, cfg, profile)
