@@ -1,16 +1,21 @@
-"""Pytest plumbing of the hidden suites: the submission, one worker run, per-case results.
+"""Pytest plumbing of the hidden suites: the submissions, their worker runs, per-case results.
 
     python -m pytest autograder -p no:cacheprovider --submission NB.ipynb --grading-report r.json
+    python -m pytest autograder -p no:cacheprovider --batch batch.json --jobs 2 --grading-report r.json
 
-Every test takes a `case` parameter (a plain-JSON description, see autograder/cases.py). Before the
-first test runs, all collected cases go to one sandboxed worker together; `observe(case)` then
-returns what the student's function did on it. `--grading-report` writes each test's outcome,
-points and feedback message as JSON (autograder.grade turns it into scores).
+Every test takes a `case` parameter (a plain-JSON description, see autograder/cases.py) and runs
+once per submission (`--batch` is a JSON list of {"id", "path"}; `--submission` is a batch of
+one). Before the first test runs, each submission's collected cases go to one sandboxed worker,
+`--jobs` submissions at a time; `observe(case)` then returns what that submission's function did.
+`--grading-report` writes each submission's test outcomes, points and feedback as JSON
+(autograder.grade turns them into scores).
 """
 from __future__ import annotations
 
 import json
 import logging
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -21,21 +26,47 @@ from kdcourse.notebook import NotebookError, graded_cells
 REPO = Path(__file__).resolve().parent.parent
 SOLUTION = REPO / "solutions" / "week6_distillation" / "distillation.ipynb"
 log = logging.getLogger("autograder")
+# Errors that the grader or the sandbox reports for a case: never the student's function raising.
+GRADER_ERRORS = ("Timeout", "WorkerExit", "Missing", "GraderError", "NoResult", "LoadFailure")
 
 
 def pytest_addoption(parser):
     group = parser.getgroup("autograder")
     group.addoption("--submission", default=str(SOLUTION), help="the notebook to grade "
                     "(default: the solution notebook, which must score full marks)")
+    group.addoption("--batch", default=None, help="JSON list of {\"id\", \"path\"}: grade these "
+                    "notebooks in one session instead of --submission")
+    group.addoption("--jobs", type=int, default=1, help="workers (submissions) run in parallel")
     group.addoption("--grading-report", default=None, help="write per-test results as JSON here")
     group.addoption("--hide", action="append", default=[], help="a folder the worker must not see "
                     "(submissions, output); repeatable")
     group.addoption("--case-seconds", type=float, default=None, help="wall-clock limit per case")
+    group.addoption("--progress", action="store_true", help="print 'kdgrade-done <id>' on stderr "
+                    "as each submission's worker finishes")
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "points(n): weight of a test within its graded item")
-    config._grading_results = []
+    config.addinivalue_line("markers", "property_check: passes without computing the right "
+                            "values (e.g. raises ValueError); its points count only when a value "
+                            "check of the same item passes")
+    batch = config.getoption("--batch")
+    if batch:
+        config._grading_batch = [(str(s["id"]), str(s["path"]))
+                                 for s in json.loads(Path(batch).read_text())]
+    else:
+        config._grading_batch = [("submission", config.getoption("--submission"))]
+    config._grading_results = {sid: [] for sid, _ in config._grading_batch}
+    config._grading_runs = {}
+    # the test-id part naming the submission (ASCII whatever the student id, removed from reports)
+    config._grading_tags = {sid: f"@{i}" for i, (sid, _) in enumerate(config._grading_batch)}
+
+
+def pytest_generate_tests(metafunc):
+    """Every test that observes a submission runs once per submission of the batch."""
+    if "submission_id" in metafunc.fixturenames:
+        tags = metafunc.config._grading_tags
+        metafunc.parametrize("submission_id", list(tags), ids=list(tags.values()), scope="session")
 
 
 def load_sources(path: str) -> tuple[dict, list, str | None]:
@@ -48,53 +79,77 @@ def load_sources(path: str) -> tuple[dict, list, str | None]:
     return sources, list(sources), None
 
 
+def grade_one(path: str, cases: dict, limits: sandbox.Limits, hide: list[str]) -> dict:
+    """All `cases` against one notebook: its worker run (never raises for student code)."""
+    sources, order, problem = load_sources(path)
+    run = {"results": {}, "load_errors": {}, "sandbox": None, "log": [], "problem": problem}
+    todo = [c for c in cases.values() if c["fn"] in sources]
+    if todo:
+        hidden = [str(Path(path).resolve().parent), *hide]
+        run.update(sandbox.run_worker(sources, todo, order=order, limits=limits, hidden=hidden))
+    for case in cases.values():
+        if case["fn"] not in sources:
+            message = problem or (f"the notebook has no cell with grade_id '{case['fn']}': copy "
+                                  "the cell back from the released notebook")
+            run["results"][case["id"]] = {"error": {"type": "Missing", "message": message}}
+    return run
+
+
 @pytest.fixture(scope="session")
-def worker_run(request):
-    """Run every collected case in one sandboxed worker (once per session)."""
+def worker_runs(request):
+    """{submission id: future of its worker run}; all start at once, `--jobs` at a time."""
     config = request.config
     cases = {}
     for item in request.session.items:
         case = getattr(item, "callspec", None) and item.callspec.params.get("case")
         if isinstance(case, dict):
             cases.setdefault(case["id"], case)
-    sources, order, problem = load_sources(config.getoption("--submission"))
     limits = sandbox.Limits()
     if config.getoption("--case-seconds"):
         limits.case_seconds = config.getoption("--case-seconds")
-    run = {"results": {}, "load_errors": {}, "sandbox": None, "log": [], "problem": problem}
-    todo = [c for c in cases.values() if c["fn"] in sources]
-    if todo:
-        hidden = [str(Path(config.getoption("--submission")).resolve().parent),
-                  *config.getoption("--hide")]
-        run.update(sandbox.run_worker(sources, todo, order=order, hidden=hidden))
-    for case in cases.values():
-        if case["fn"] not in sources:
-            message = problem or (f"the notebook has no cell with grade_id '{case['fn']}': copy "
-                                  "the cell back from the released notebook")
-            run["results"][case["id"]] = {"error": {"type": "Missing", "message": message}}
-    config._grading_run = run
-    return run
+    hide = config.getoption("--hide")
+    progress = config.getoption("--progress")
+
+    def run(sid, path):
+        try:
+            result = grade_one(path, cases, limits, hide)
+        except Exception:                     # a grader bug: this submission alone fails
+            log.exception("grading %s failed", sid)
+            result = {"results": {}, "load_errors": {}, "sandbox": None, "log": [],
+                      "problem": "internal grader error; tell your instructor"}
+        config._grading_runs[sid] = result
+        if progress:
+            print(f"kdgrade-done {sid}", file=sys.stderr, flush=True)
+        return result
+
+    pool = ThreadPoolExecutor(max_workers=max(1, config.getoption("--jobs")))
+    request.addfinalizer(lambda: pool.shutdown(cancel_futures=True))
+    return {sid: pool.submit(run, sid, path) for sid, path in config._grading_batch}
 
 
 @pytest.fixture
-def observe(worker_run):
+def observe(worker_runs, submission_id):
     """observe(case) -> what the student's function did; fails the test if it raised.
 
-    observe(case, expect_error=True) returns the error description instead (or fails if none).
+    observe(case, expect_error=True) returns the error the function raised (None if it returned),
+    and fails the test when the case did not run or the grader could not read the result.
     """
+    run = worker_runs[submission_id].result()
+
     def get(case, expect_error=False):
-        obs = worker_run["results"].get(case["id"])
+        obs = run["results"].get(case["id"])
         if obs is None:
-            raise AssertionError("the grader got no result for this case")
-        error = obs.get("error")
+            raise AssertionError(run.get("problem") or "the grader got no result for this case")
+        error, raised = obs.get("error"), obs.get("raised") is True
+        if error is not None and (not raised or error.get("type") in GRADER_ERRORS):
+            raise AssertionError(judge.student_error_message(case["fn"], error, load=True))
+        if "harness_error" in obs:
+            raise AssertionError(f"{case['fn']} returned something the grader could not read "
+                                 f"({obs['harness_error'].get('type')}): return a plain tensor")
         if expect_error:
-            if error is None:
-                return None
-            if error.get("type") in ("Timeout", "WorkerExit", "Missing", "GraderError") or obs.get("load"):
-                raise AssertionError(judge.student_error_message(case["fn"], error, load=True))
             return error
         if error is not None:
-            raise AssertionError(judge.student_error_message(case["fn"], error, load=obs.get("load", False)))
+            raise AssertionError(judge.student_error_message(case["fn"], error))
         return obs
     return get
 
@@ -108,25 +163,38 @@ def _message(excinfo) -> str:
     return f"internal grader error ({type(err).__name__}); tell your instructor"
 
 
+def _test_name(item, sid: str) -> str:
+    """The test's name without the submission: `matches_reference[T=1.0,alpha=0.5]`."""
+    name = item.name[len("test_"):] if item.name.startswith("test_") else item.name
+    tag = item.config._grading_tags[sid]
+    return name.replace(f"-{tag}]", "]").replace(f"[{tag}-", "[").replace(f"[{tag}]", "")
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
+    sid = getattr(item, "callspec", None) and item.callspec.params.get("submission_id")
+    if sid is None:
+        return
     if report.when == "call" or (report.when == "setup" and report.failed):
         marker = item.get_closest_marker("points")
         module = item.module.__name__.rsplit(".", 1)[-1]
-        name = item.name[len("test_"):] if item.name.startswith("test_") else item.name
-        item.config._grading_results.append({
-            "item": module[len("test_"):], "name": name, "passed": report.passed,
+        item.config._grading_results[sid].append({
+            "item": module[len("test_"):], "name": _test_name(item, sid), "passed": report.passed,
             "points": float(marker.args[0]) if marker else 1.0,
+            "property": item.get_closest_marker("property_check") is not None,
             "message": "" if report.passed else _message(call.excinfo)})
 
 
 def pytest_sessionfinish(session):
     path = session.config.getoption("--grading-report")
     if path:
-        run = getattr(session.config, "_grading_run", {}) or {}
-        Path(path).write_text(json.dumps({
-            "tests": session.config._grading_results, "sandbox": run.get("sandbox"),
-            "problem": run.get("problem"), "log": run.get("log", []),
-            "load_errors": run.get("load_errors", {})}, indent=1))
+        config = session.config
+        report = {}
+        for sid, _ in config._grading_batch:
+            run = config._grading_runs.get(sid) or {}
+            report[sid] = {"tests": config._grading_results[sid], "sandbox": run.get("sandbox"),
+                           "problem": run.get("problem"), "log": run.get("log", []),
+                           "load_errors": run.get("load_errors", {})}
+        Path(path).write_text(json.dumps({"submissions": report}, indent=1))

@@ -3,19 +3,20 @@
     python -m autograder.grade SUBMISSIONS --out OUT [--jobs N]     (or: make grade SUBMISSIONS=... OUT=...)
 
 Writes OUT/grades.json, OUT/grades.csv, OUT/feedback/<id>.html and OUT/gradescope/<id>/results.json.
-Each notebook is graded by the hidden suites in a separate pytest process (which itself runs the
-student's cells only in the sandboxed worker); a broken notebook gets zeros and a message.
+All notebooks are graded by the hidden suites in one pytest process (it never runs student code);
+each student's cells run in their own sandboxed worker, N workers at a time. A broken notebook
+gets zeros and a message.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
 import tempfile
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from autograder import ITEMS, MAX_POINTS
@@ -23,6 +24,7 @@ from autograder import ITEMS, MAX_POINTS
 log = logging.getLogger("autograder.grade")
 HERE = Path(__file__).resolve().parent
 NOTEBOOK = "distillation.ipynb"
+PROGRESS = "kdgrade-done "
 
 
 def empty_result(message: str) -> dict:
@@ -34,16 +36,27 @@ def empty_result(message: str) -> dict:
 
 
 def score_report(report: dict) -> dict:
-    """Item scores from the suites' per-test report: max_points * passed weight / total weight."""
+    """Item scores from the suites' per-test report: max_points * counted weight / total weight.
+
+    A property check (marked `property_check`: raises ValueError, keeps the dtype, ...) counts only
+    when a value check of the same item passes, so a stub that returns a constant or always raises
+    earns nothing."""
     items = {}
     for item in ITEMS:
         tests = [t for t in report["tests"] if t["item"] == item]
         weight = sum(t["points"] for t in tests)
-        earned = sum(t["points"] for t in tests if t["passed"])
+        values_ok = any(t["passed"] and not t.get("property") for t in tests)
+        rows = []
+        for t in tests:
+            row = {"name": t["name"], "passed": t["passed"], "message": t["message"],
+                   "points": t["points"]}
+            if t["passed"] and t.get("property") and not values_ok:
+                row.update(counted=False, message=f"passes, but counts only once {item} computes "
+                           "the right values in at least one value check")
+            rows.append(row)
+        earned = sum(r["points"] for r in rows if r["passed"] and r.get("counted", True))
         score = round(MAX_POINTS[item] * earned / weight, 2) if weight else 0.0
-        items[item] = {"score": score, "max_score": float(MAX_POINTS[item]),
-                       "tests": [{"name": t["name"], "passed": t["passed"], "message": t["message"],
-                                  "points": t["points"]} for t in tests]}
+        items[item] = {"score": score, "max_score": float(MAX_POINTS[item]), "tests": rows}
         if not tests:
             items[item]["tests"] = [{"name": "suite", "passed": False,
                                      "message": "the grader ran no test for this item"}]
@@ -51,35 +64,86 @@ def score_report(report: dict) -> dict:
     return {"items": items, "total": total, "max_total": float(sum(MAX_POINTS.values()))}
 
 
-def grade_notebook(path: str | Path, *, hide=(), timeout: float = 600, case_seconds=None) -> dict:
-    """Grade one notebook; never raises for anything in the notebook."""
+def grade_notebooks(paths: dict, *, hide=(), jobs: int = 1, case_seconds=None, timeout=None,
+                    on_done=None) -> dict:
+    """Grade {id: notebook path} in one pytest session, `jobs` workers at a time; {id: result}.
+
+    Never raises for anything in a notebook. `on_done(id)` is called as each one finishes.
+    """
     from kdcourse.notebook import NotebookError, read_notebook
-    try:
-        read_notebook(path)
-    except NotebookError as err:      # the message names the file, not the instructor's folders
-        return empty_result(str(err).replace(str(path), Path(path).name))
+    results, batch = {}, []
+    for sid, path in paths.items():
+        try:
+            read_notebook(path)
+            batch.append({"id": str(sid), "path": str(Path(path).resolve())})
+        except NotebookError as err:      # the message names the file, not the instructor's folders
+            results[sid] = empty_result(str(err).replace(str(path), Path(path).name))
+            if on_done:
+                on_done(sid)
+    if not batch:
+        return results
     with tempfile.TemporaryDirectory(prefix="kdgrade-report-") as tmp:
-        report_path = Path(tmp) / "report.json"
+        report_path, batch_path = Path(tmp) / "report.json", Path(tmp) / "batch.json"
+        batch_path.write_text(json.dumps(batch))
         cmd = [sys.executable, "-m", "pytest", str(HERE), "-q", "--no-header", "-p", "no:cacheprovider",
                "-p", "no:xdist", "-o", "addopts=", "--import-mode=importlib", "--rootdir", str(HERE),
-               "--submission", str(Path(path).resolve()), "--grading-report", str(report_path)]
+               "-s", "--batch", str(batch_path), "--jobs", str(max(1, jobs)), "--progress",
+               "--grading-report", str(report_path)]
         if case_seconds:
             cmd += ["--case-seconds", str(case_seconds)]
         for folder in hide:
             cmd += ["--hide", str(Path(folder).resolve())]
         env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
         env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent), env.get("PYTHONPATH", "")])
-        try:
-            proc = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return empty_result("grading took longer than the overall limit; tell your instructor")
-        if not report_path.exists():
-            log.error("grader failed on %s:\n%s", path, (proc.stdout + proc.stderr)[-3000:])
-            return empty_result("internal grader error; tell your instructor")
-        report = json.loads(report_path.read_text())
-    result = score_report(report)
-    result["sandbox"] = report.get("sandbox")
-    return result
+        if timeout is None:      # each worker is bounded by Limits.submission_seconds (240 s)
+            timeout = 300 + 250 * math.ceil(len(batch) / max(1, jobs))
+        with open(Path(tmp) / "stdout.txt", "wb") as out:
+            proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdout=out, stderr=subprocess.PIPE)
+            try:
+                stderr = _follow(proc, timeout, on_done)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                stderr = "timeout"
+        report = json.loads(report_path.read_text()).get("submissions", {}) if report_path.exists() else {}
+        if len(report) < len(batch):
+            log.error("grader failed:\n%s\n%s", (Path(tmp) / "stdout.txt").read_text()[-3000:],
+                      stderr[-3000:])
+    for entry in batch:
+        sid = next(k for k in paths if str(k) == entry["id"])
+        if entry["id"] not in report:
+            results[sid] = empty_result(
+                "grading took longer than the overall limit; tell your instructor" if stderr == "timeout"
+                else "internal grader error; tell your instructor")
+            continue
+        results[sid] = score_report(report[entry["id"]])
+        results[sid]["sandbox"] = report[entry["id"]].get("sandbox")
+    return results
+
+
+def _follow(proc, timeout: float, on_done) -> str:
+    """Wait for the grading process, passing its progress lines to on_done; its other stderr."""
+    import threading
+    lines = []
+
+    def read():
+        for raw in proc.stderr:
+            line = raw.decode("utf-8", "replace")
+            if line.startswith(PROGRESS) and on_done:
+                on_done(line[len(PROGRESS):].strip())
+            else:
+                lines.append(line)
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    proc.wait(timeout=timeout)
+    reader.join(timeout=10)
+    return "".join(lines)
+
+
+def grade_notebook(path: str | Path, *, hide=(), timeout=None, case_seconds=None) -> dict:
+    """Grade one notebook; never raises for anything in the notebook."""
+    return grade_notebooks({"submission": path}, hide=hide, timeout=timeout,
+                           case_seconds=case_seconds)["submission"]
 
 
 def find_students(submissions: Path) -> list[str]:
@@ -93,22 +157,22 @@ def find_students(submissions: Path) -> list[str]:
     return students
 
 
-def grade_folder(submissions: str | Path, out: str | Path, jobs: int = 1, progress: bool = True) -> dict:
+def grade_folder(submissions: str | Path, out: str | Path, jobs: int = 1, progress: bool = True,
+                 case_seconds=None) -> dict:
     """Grade every student folder; write all outputs under `out`; return {student_id: result}."""
     from autograder import reports
     submissions, out = Path(submissions), Path(out)
     students = find_students(submissions)
     out.mkdir(parents=True, exist_ok=True)
-    grades = {}
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = {pool.submit(grade_notebook, submissions / sid / NOTEBOOK,
-                               hide=[submissions, out]): sid for sid in students}
-        done = as_completed(futures)
-        if progress:
-            from tqdm import tqdm
-            done = tqdm(done, total=len(futures), desc="grading", unit="student")
-        for future in done:
-            grades[futures[future]] = future.result()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(students), desc="grading", unit="student")
+    grades = grade_notebooks({sid: submissions / sid / NOTEBOOK for sid in students},
+                             hide=[submissions, out], jobs=jobs, case_seconds=case_seconds,
+                             on_done=(lambda _sid: bar.update(1)) if bar else None)
+    if bar:
+        bar.close()
     grades = dict(sorted(grades.items()))
     reports.write_all(grades, out)
     return grades
@@ -119,9 +183,11 @@ def main(argv=None):
     parser.add_argument("submissions", help=f"folder of <student_id>/{NOTEBOOK}")
     parser.add_argument("--out", required=True, help="output folder (grades.json, grades.csv, ...)")
     parser.add_argument("--jobs", type=int, default=1, help="students graded in parallel")
+    parser.add_argument("--case-seconds", type=float, default=None,
+                        help="wall-clock limit of one grading case (default 20)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    grades = grade_folder(args.submissions, args.out, args.jobs)
+    grades = grade_folder(args.submissions, args.out, args.jobs, case_seconds=args.case_seconds)
     mean = sum(g["total"] for g in grades.values()) / len(grades)
     print(f"graded {len(grades)} submissions, mean {mean:.1f}/{sum(MAX_POINTS.values())}: "
           f"{Path(args.out) / 'grades.json'}")

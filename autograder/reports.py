@@ -25,8 +25,9 @@ def write_all(grades: dict, out: Path) -> None:
 
 
 def feedback_lines(item_result: dict) -> list[str]:
-    """One line per failed case: its short name and the hint."""
-    return [f"FAILED {t['name']}: {t['message']}" for t in item_result["tests"] if not t["passed"]]
+    """One line per failed (or passed but not counted) case: its short name and the hint."""
+    return [f"{'FAILED' if not t['passed'] else 'NOT COUNTED'} {t['name']}: {t['message']}"
+            for t in item_result["tests"] if not t["passed"] or t.get("counted") is False]
 
 
 def feedback_html(student_id: str, result: dict) -> str:

@@ -67,6 +67,7 @@ def test_teacher_is_put_in_eval_mode(case, observe):
                    rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.property_check
 @pytest.mark.points(1.5)
 @pytest.mark.parametrize("case", [FLOAT64, PLAIN], ids=["float64-teacher", "float32-teacher"])
 def test_returns_float32_cpu_tensor(case, observe):
@@ -77,6 +78,7 @@ def test_returns_float32_cpu_tensor(case, observe):
         f"expected float32 logits, got {info['tensor']['dtype']}: add .float()")
 
 
+@pytest.mark.property_check
 @pytest.mark.points(1.5)
 @pytest.mark.parametrize("case", [PLAIN], ids=["default"])
 def test_keeps_no_autograd_graph(case, observe):

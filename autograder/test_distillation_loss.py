@@ -129,6 +129,7 @@ def test_stable_for_large_logits(case, observe):
     check_value(case, observe)
 
 
+@pytest.mark.property_check
 @pytest.mark.points(0.5)
 @pytest.mark.parametrize("case", [EQUAL], ids=["equal"])
 def test_soft_term_is_zero_when_teacher_equals_student(case, observe):
@@ -165,6 +166,7 @@ def test_no_gradient_reaches_teacher(case, observe):
         "teacher_logits.detach() (or compute its probabilities under torch.no_grad())")
 
 
+@pytest.mark.property_check
 @pytest.mark.points(0.5)
 @pytest.mark.parametrize("case", INVALID, ids=lambda c: c["id"].split("/")[1])
 def test_rejects_invalid_arguments(case, observe):

@@ -87,6 +87,7 @@ def test_stable_for_logits_in_the_thousands(case, observe):
                    what="tempered_softmax for logits in the thousands", rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.property_check
 @pytest.mark.points(0.5)
 @pytest.mark.parametrize("case", [FLOAT64, VALUES[0]], ids=["float64", "float32"])
 def test_keeps_shape_and_dtype(case, observe):
@@ -100,6 +101,7 @@ def test_keeps_shape_and_dtype(case, observe):
         f"{info['tensor']['dtype']}: avoid hard-coded dtypes such as .float()")
 
 
+@pytest.mark.property_check
 @pytest.mark.points(1)
 @pytest.mark.parametrize("case", [VALUES[1]], ids=["T=2"])
 def test_does_not_modify_its_input(case, observe):
@@ -112,6 +114,7 @@ def test_does_not_modify_its_input(case, observe):
         "logits / temperature instead")
 
 
+@pytest.mark.property_check
 @pytest.mark.points(0.5)
 @pytest.mark.parametrize("case", [EQUAL], ids=["equal"])
 def test_equal_logits_give_uniform_probabilities(case, observe):
@@ -121,6 +124,7 @@ def test_equal_logits_give_uniform_probabilities(case, observe):
                    what="tempered_softmax of equal logits (should be uniform)", rtol=1e-5)
 
 
+@pytest.mark.property_check
 @pytest.mark.points(0.5)
 @pytest.mark.parametrize("case", BAD_T, ids=lambda c: c["id"].split("/")[1])
 def test_rejects_nonpositive_temperature(case, observe):

@@ -6,6 +6,10 @@ The job (stdin, JSON) holds the extracted cell sources, the case descriptions, a
 the number of the pipe to answer on. Each answer is one line "<nonce> <json>" on that pipe; student
 output goes to a size-limited log file instead. The worker judges nothing: it reports what the
 student's function returned (arrays, dtypes, modes, losses) and the trusted parent compares.
+
+All inputs are built before the first student cell runs, and an exception counts as the
+student's (`"raised": true`) only when it comes out of the call of their function; anything that
+fails while the grader reads the result is a `harness_error`, which no check credits.
 """
 import base64
 import json
@@ -48,25 +52,42 @@ def error_info(err):
         message = str(err)[:160]
     except BaseException:  # noqa: BLE001  a student exception whose __str__ fails
         message = "<unprintable>"
-    return {"type": type(err).__name__, "mro": [k.__name__ for k in type(err).__mro__],
-            "message": message}
+    try:
+        return {"type": type(err).__name__, "mro": [k.__name__ for k in type(err).__mro__],
+                "message": message}
+    except BaseException:  # noqa: BLE001  a class whose __name__ or __mro__ misbehaves
+        return {"type": "<unknown>", "mro": [], "message": message}
 
 
-def run_softmax(fn, case):
+# Every case runs in three steps. prepare: build the inputs from the case description, before
+# any student cell has run (so a cell that monkeypatches torch or builtins cannot reach them).
+# call: the student's function, the only place where an exception counts as the student's
+# ("raised": True). report: describe what came back; a failure there is the grader's
+# ("harness_error"), never credited as the student raising.
+
+def prepare_softmax(case):
     logits = cases.make_logits(case["logits"])
-    out = fn(logits, **case.get("kwargs", {}))
-    return {"out": describe(out), "input_after": encode(logits)}
+    return {"args": (logits,), "kwargs": case.get("kwargs", {}), "logits": logits}
 
 
-def run_loss(fn, case):
+def report_softmax(inputs, out):
+    return {"out": describe(out), "input_after": encode(inputs["logits"])}
+
+
+def prepare_loss(case):
     student = cases.make_logits(case["student"]).requires_grad_()
     teacher = cases.make_logits(case["teacher"]).requires_grad_()
     labels = cases.make_labels(case["labels"])
-    out = fn(student, teacher, labels, **case.get("kwargs", {}))
+    return {"args": (student, teacher, labels), "kwargs": case.get("kwargs", {}),
+            "student": student, "teacher": teacher}
+
+
+def report_loss(inputs, out):
     obs = {"out": describe(out)}
     if isinstance(out, torch.Tensor) and out.requires_grad and out.numel() == 1:
         try:
             out.sum().backward()
+            student, teacher = inputs["student"], inputs["teacher"]
             obs["student_grad"] = None if student.grad is None else encode(student.grad)
             obs["teacher_grad"] = None if teacher.grad is None else encode(teacher.grad)
         except Exception as err:  # noqa: BLE001
@@ -74,30 +95,30 @@ def run_loss(fn, case):
     return obs
 
 
-def run_collect(fn, case):
+def prepare_collect(case):
     teacher = cases.make_model(case["model"])
-    loader = cases.make_loader(case["loader"])
-    torch.manual_seed(case["seed"])
-    out = fn(teacher, loader, **case.get("kwargs", {}))
-    return {"out": describe(out), "modes": list(teacher.forward_modes),
-            "training_after": bool(teacher.training)}
+    return {"args": (teacher, cases.make_loader(case["loader"])), "kwargs": case.get("kwargs", {}),
+            "teacher": teacher}
 
 
-def run_train(fn, case, namespace):
+def report_collect(inputs, out):
+    return {"out": describe(out), "modes": list(inputs["teacher"].forward_modes),
+            "training_after": bool(inputs["teacher"].training)}
+
+
+def prepare_train(case):
     student = cases.make_model(case["model"])
-    loader = cases.make_loader(case["loader"])
     optimizer = cases.make_optimizer(case["optimizer"], student.parameters())
     scheduler = cases.make_scheduler(case.get("scheduler"), optimizer)
     kwargs = dict(case.get("kwargs", {}))
     if scheduler is not None:
         kwargs["scheduler"] = scheduler
-    own_loss = namespace.get("distillation_loss")
-    namespace["distillation_loss"] = cases.injected_distillation_loss
-    try:
-        torch.manual_seed(case["seed"])
-        out = fn(student, loader, optimizer, **kwargs)
-    finally:
-        namespace["distillation_loss"] = own_loss
+    return {"args": (student, cases.make_loader(case["loader"]), optimizer), "kwargs": kwargs,
+            "student": student, "scheduler": scheduler}
+
+
+def report_train(inputs, out):
+    student, scheduler = inputs["student"], inputs["scheduler"]
     obs = {"type": type(out).__name__, "modes": list(student.forward_modes),
            "params": {k: encode(v) for k, v in student.state_dict().items()},
            "scheduler_steps": None if scheduler is None else int(scheduler.last_epoch)}
@@ -105,6 +126,31 @@ def run_train(fn, case, namespace):
         obs["losses"] = [float(v) if type(v) in (float, int) else None for v in out[:10_000]]
         obs["loss_types"] = sorted({type(v).__name__ for v in out})
     return obs
+
+
+KINDS = {"softmax": (prepare_softmax, report_softmax), "loss": (prepare_loss, report_loss),
+         "collect": (prepare_collect, report_collect), "train": (prepare_train, report_train)}
+
+
+def run_case(fn, case, inputs, namespace, manual_seed):
+    """Call the student's function on prepared inputs; only an exception of the call is theirs."""
+    if case["kind"] == "train":          # graded with the grader's loss: one bug costs points once
+        own_loss, namespace["distillation_loss"] = (namespace.get("distillation_loss"),
+                                                     cases.injected_distillation_loss)
+    try:
+        if "seed" in case:
+            manual_seed(case["seed"])
+        try:
+            out = fn(*inputs["args"], **inputs["kwargs"])
+        except BaseException as err:  # noqa: BLE001  sys.exit() in student code is a failed case
+            return {"error": error_info(err), "raised": True}
+    finally:
+        if case["kind"] == "train":
+            namespace["distillation_loss"] = own_loss
+    try:
+        return KINDS[case["kind"]][1](inputs, out)
+    except BaseException as err:  # noqa: BLE001  e.g. an output whose methods raise
+        return {"harness_error": error_info(err)}
 
 
 def warm_up():
@@ -145,6 +191,7 @@ def main():
     job = json.loads(sys.stdin.buffer.read().decode("utf-8"))
     result_fd, prefix = job["result_fd"], job["nonce"] + " "
     write, dumps, exit_now = os.write, json.dumps, os._exit   # bound before student code runs
+    manual_seed, callable_ = torch.manual_seed, callable
 
     def send(message):
         data = (prefix + dumps(message) + "\n").encode("utf-8")
@@ -154,28 +201,25 @@ def main():
     torch.set_num_threads(1)
     os.chdir(job["scratch"])
     warm_up()
+    prepared = {}
+    for case in job["cases"]:            # every input exists before the first student cell runs
+        prepared[case["id"]] = KINDS[case["kind"]][0](case)
     guard.install_audit_hook(job["scratch"], job["hidden"], job["readable"])
     namespace, errors = load_cells(job, send)
     functions = {name: namespace.get(name) for name in job["order"]}
     send({"event": "loaded", "errors": errors})
-    runners = {"softmax": run_softmax, "loss": run_loss, "collect": run_collect}
     for case in job["cases"]:
         send({"event": "begin", "id": case["id"]})
         fn = functions.get(case["fn"])
-        try:
-            if case["fn"] in errors or not callable(fn):
-                obs = {"error": errors.get(case["fn"], {"type": "NameError", "mro": ["NameError"],
-                                                        "message": "not defined"}), "load": True}
-            elif case["kind"] == "train":
-                obs = run_train(fn, case, namespace)
-            else:
-                obs = runners[case["kind"]](fn, case)
-        except BaseException as err:  # noqa: BLE001  sys.exit() in student code is a failed case
-            obs = {"error": error_info(err)}
+        if case["fn"] in errors or not callable_(fn):
+            obs = {"error": errors.get(case["fn"], {"type": "NameError", "mro": ["NameError"],
+                                                    "message": "not defined"}), "load": True}
+        else:
+            obs = run_case(fn, case, prepared.pop(case["id"]), namespace, manual_seed)
         try:
             send({"event": "case", "id": case["id"], "obs": obs})
         except BaseException as err:  # noqa: BLE001  e.g. json patched or an odd value
-            send({"event": "case", "id": case["id"], "obs": {"error": error_info(err)}})
+            send({"event": "case", "id": case["id"], "obs": {"harness_error": error_info(err)}})
     send({"event": "done"})
     exit_now(0)   # skip atexit hooks and finalizers the student may have registered
 

@@ -22,6 +22,9 @@ RELEASE = REPO / "assignments" / "week6_distillation" / "distillation.ipynb"
 pytestmark = pytest.mark.slow
 
 
+CASE_SECONDS = 5    # per case: correct code needs < 1 s; an infinite loop burns this twice
+
+
 def failed(result, item):
     return [t for t in result["items"][item]["tests"] if not t["passed"]]
 
@@ -35,28 +38,52 @@ def bundles():
             for k in range(max(map(len, by_item.values())))]
 
 
-@pytest.mark.xdist_group("autograder-b")
-def test_release_scores_zero(tmp_path):
-    """The student release (every body `raise NotImplementedError()`) scores 0 on every item."""
+BUNDLES = bundles()
+
+
+def release_notebook(folder: Path) -> Path:
+    """The student release (every body `raise NotImplementedError()`)."""
     from kdcourse.notebook import graded_cells
     if RELEASE.exists():
-        path = RELEASE
-    else:   # not generated yet (make release): strip the solution the way nbgrader does
-        sources = {n: s.split("### BEGIN SOLUTION")[0] + "raise NotImplementedError()\n"
-                   for n, s in graded_cells(SOLUTION).items() if n in MAX_POINTS}
-        path = mutants.write(tmp_path / "release.ipynb", sources)
-    result = grade_notebook(path)
+        return RELEASE
+    # not generated yet (make release): strip the solution the way nbgrader does
+    sources = {n: s.split("### BEGIN SOLUTION")[0] + "raise NotImplementedError()\n"
+               for n, s in graded_cells(SOLUTION).items() if n in MAX_POINTS}
+    return mutants.write(folder / "release.ipynb", sources)
+
+
+def write_submissions(subs: Path, tmp: Path) -> None:
+    """Every sample submission as <id>/distillation.ipynb: the real solution (alice), a broken
+    file (bob), no notebook (carol), the release, the mutant bundles, a correct variant and the
+    hostile notebooks."""
+    shutil.copy(SOLUTION, mutants.write(subs / "alice" / "distillation.ipynb", {}).parent)
+    (subs / "bob").mkdir()
+    (subs / "bob" / "distillation.ipynb").write_text("{not json")
+    (subs / "carol").mkdir()
+    (subs / "release").mkdir()
+    shutil.copy(release_notebook(tmp), subs / "release" / "distillation.ipynb")
+    for k, rows in enumerate(BUNDLES):
+        sources = dict(mutants.SOURCES)
+        for item, _, old, new, _, _ in rows:
+            sources[item] = mutants.mutate(item, old, new)[item]
+        mutants.write(subs / f"mistakes-{k}" / "distillation.ipynb", sources)
+    mutants.write(subs / "manual-kl" / "distillation.ipynb",
+                  dict(mutants.SOURCES, distillation_loss=mutants.MANUAL_KL))
+    mutants.write(subs / "hostile-fails" / "distillation.ipynb", HOSTILE_FAILS)
+    mutants.write(subs / "hostile-contained" / "distillation.ipynb", HOSTILE_CONTAINED)
+    mutants.write(subs / "hostile-credit" / "distillation.ipynb", HOSTILE_CREDIT)
+
+
+def check_release_scores_zero(graded):
+    """The student release (every body `raise NotImplementedError()`) scores 0 on every item."""
+    result = graded["grades"]["release"]
     assert all(result["items"][i]["score"] == 0 for i in MAX_POINTS), result
     assert "not implemented" in failed(result, "tempered_softmax")[0]["message"]
 
 
-@pytest.mark.parametrize("rows", bundles(), ids=lambda rows: "+".join(r[1] for r in rows))
-def test_classic_mistakes_lose_points_with_a_hint(rows, tmp_path):
+def check_classic_mistakes_lose_points_with_a_hint(k, graded):
     """Each mutant loses points on its item only, on the expected check, with a teaching hint."""
-    sources = dict(mutants.SOURCES)
-    for item, _, old, new, _, _ in rows:
-        sources[item] = mutants.mutate(item, old, new)[item]
-    result = grade_notebook(mutants.write(tmp_path / "nb.ipynb", sources))
+    rows, result = BUNDLES[k], graded["grades"][f"mistakes-{k}"]
     mutated = {r[0] for r in rows}
     for item, name, _, _, check, phrase in rows:
         fails = failed(result, item)
@@ -68,11 +95,9 @@ def test_classic_mistakes_lose_points_with_a_hint(rows, tmp_path):
         assert result["items"][item]["score"] == MAX_POINTS[item], (item, failed(result, item))
 
 
-@pytest.mark.xdist_group("autograder-a")
-def test_correct_solution_written_differently_gets_full_marks(tmp_path):
+def check_correct_solution_written_differently_gets_full_marks(graded):
     """Manual KL with sum / batch and nll_loss is as good as F.kl_div(batchmean)."""
-    sources = dict(mutants.SOURCES, distillation_loss=mutants.MANUAL_KL)
-    result = grade_notebook(mutants.write(tmp_path / "nb.ipynb", sources))
+    result = graded["grades"]["manual-kl"]
     assert result["total"] == 60, failed(result, "distillation_loss")
 
 
@@ -96,6 +121,27 @@ def distillation_loss(student_logits, teacher_logits, labels, temperature=2.0, a
     "train_student": '''def train_student(student, loader, optimizer, **kwargs):
     blob = bytearray(64 << 30)
     return [0.0]
+''',
+}
+
+HOSTILE_CREDIT = {   # property checks without the work, or an exception raised by the grader
+    "tempered_softmax": '''class Sneaky(torch.Tensor):
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        raise ValueError("raised while the grader reads the output, not by the call")
+def tempered_softmax(logits, temperature=1.0, dim=-1):
+    if temperature <= 0:
+        return torch.zeros(1).as_subclass(Sneaky)
+    return torch.softmax(logits / temperature, dim=dim)
+''',
+    "distillation_loss": '''def distillation_loss(student_logits, teacher_logits, labels, temperature=2.0, alpha=0.5):
+    raise ValueError("always")
+''',
+    "collect_teacher_logits": '''def collect_teacher_logits(teacher, loader, device="cpu"):
+    return torch.zeros(1)
+''',
+    "train_student": '''def train_student(student, loader, optimizer, **kwargs):
+    return [0.0] * (3 * kwargs.get("epochs", 1))
 ''',
 }
 
@@ -144,22 +190,26 @@ def fingerprint():
     return {t: (REPO / t).exists() and b"HACKED" not in (REPO / t).read_bytes() for t in REPO_TARGETS}
 
 
-@pytest.mark.xdist_group("autograder-b")
-def test_hostile_bodies_never_pass(tmp_path):
+def check_property_checks_need_values(graded):
+    """An error raised while the grader reads the output is not the student's ValueError, and a
+    constant or always-raising body earns no property points (they count once values do)."""
+    result = graded["grades"]["hostile-credit"]
+    fails = failed(result, "tempered_softmax")
+    assert any(t["name"].startswith("rejects_nonpositive_temperature") for t in fails), fails
+    for item in ("distillation_loss", "collect_teacher_logits", "train_student"):
+        assert result["items"][item]["score"] == 0, (item, result["items"][item])
+        assert any(t.get("counted") is False for t in result["items"][item]["tests"]), item
+
+
+def check_hostile_bodies_never_pass(graded):
     """os._exit, fake output, monkeypatched torch/builtins, infinite loop, memory bomb: all zero."""
-    result = grade_notebook(mutants.write(tmp_path / "nb.ipynb", HOSTILE_FAILS), case_seconds=3)
+    result = graded["grades"]["hostile-fails"]
     assert result["total"] == 0, {i: result["items"][i]["score"] for i in MAX_POINTS}
     assert any("time limit" in t["message"] for t in failed(result, "collect_teacher_logits"))
 
 
-@pytest.mark.parametrize("sandbox", ["bwrap", "hooks-only"])
-def test_hostile_cells_are_contained(sandbox, tmp_path, monkeypatch):
-    """Writes, deletes, reads of the course, subprocess, socket, exit at import, output floods:
-    the checkout is unchanged and every correct item keeps its marks (with and without bwrap)."""
-    if sandbox == "hooks-only":
-        monkeypatch.setenv("KDGRADE_NO_BWRAP", "1")
-    before = fingerprint()
-    result = grade_notebook(mutants.write(tmp_path / "nb.ipynb", HOSTILE_CONTAINED), case_seconds=5)
+def check_contained(result, before):
+    """The checkout is unchanged, nothing ran outside, every correct item keeps its marks."""
     assert fingerprint() == before and not (REPO / "HACKED").exists()
     assert not Path("/tmp/kdgrade-pwned").exists()
     assert result["items"]["distillation_loss"]["score"] == 0
@@ -167,29 +217,75 @@ def test_hostile_cells_are_contained(sandbox, tmp_path, monkeypatch):
         assert result["items"][item]["score"] == MAX_POINTS[item], (item, failed(result, item))
 
 
-@pytest.mark.xdist_group("autograder-a")
-def test_make_grade_folder_outputs(tmp_path):
+def check_hostile_cells_are_contained(graded):
+    """Writes, deletes, reads of the course, subprocess, socket, exit at import, output floods:
+    all contained, in bubblewrap where it works here."""
+    from autograder.sandbox import bwrap_works
+    result = graded["grades"]["hostile-contained"]
+    assert result["sandbox"] is bwrap_works()
+    check_contained(result, graded["before"])
+
+
+def test_hostile_cells_are_contained_without_bwrap(tmp_path, monkeypatch):
+    """The same notebook with rlimits and audit hooks only (where bubblewrap is missing)."""
+    monkeypatch.setenv("KDGRADE_NO_BWRAP", "1")
+    before = fingerprint()
+    result = grade_notebook(mutants.write(tmp_path / "nb.ipynb", HOSTILE_CONTAINED),
+                            case_seconds=CASE_SECONDS)
+    assert result["sandbox"] is False
+    check_contained(result, before)
+
+
+def check_make_grade_folder_outputs(graded, tmp_path):
     """grades.json/csv, feedback and Gradescope files for every student; missing and broken
     notebooks give zeros; re-running gives the same grades."""
-    subs = tmp_path / "subs"
-    shutil.copy(SOLUTION, mutants.write(subs / "alice" / "distillation.ipynb", {}).parent)
-    (subs / "bob").mkdir()
-    (subs / "bob" / "distillation.ipynb").write_text("{not json")
-    (subs / "carol").mkdir()
-    grades = grade_folder(subs, tmp_path / "out", jobs=2, progress=False)
+    grades, out = graded["grades"], graded["out"]
     # alice is the real solution notebook: full marks on every hidden check
     assert grades["alice"]["total"] == 60, {i: [t for t in r["tests"] if not t["passed"]]
                                             for i, r in grades["alice"]["items"].items()}
     assert [grades[s]["total"] for s in ("bob", "carol")] == [0, 0]
     assert "not a readable" in grades["bob"]["items"]["train_student"]["tests"][0]["message"]
-    out = tmp_path / "out"
     assert json.loads((out / "grades.json").read_text()) == grades
-    assert (out / "grades.csv").read_text().splitlines()[1].startswith("alice,10.0,20.0,10.0,20.0,60.0")
+    csv_rows = (out / "grades.csv").read_text().splitlines()
+    assert csv_rows[1].startswith("alice,10.0,20.0,10.0,20.0,60.0")
     assert (out / "feedback" / "bob.html").exists()
     gradescope = json.loads((out / "gradescope" / "alice" / "results.json").read_text())
     assert gradescope["score"] == 60 and len(gradescope["tests"]) == 4
-    again = grade_folder(subs, out, jobs=1, progress=False)
-    assert again == grades
+    # a second run of the same three notebooks, one at a time, into the same output folder
+    again_subs = tmp_path / "subs"
+    for sid in ("alice", "bob", "carol"):
+        shutil.copytree(graded["subs"] / sid, again_subs / sid)
+    again = grade_folder(again_subs, out, jobs=1, progress=False)
+    assert again == {sid: grades[sid] for sid in ("alice", "bob", "carol")}
+
+
+# One test grades every sample submission in ONE `grade_folder` call (JOBS=2, bwrap where it
+# works) and checks each outcome in a subtest. Not a module fixture shared by several tests: with
+# pytest 9, xdist's loadgroup no longer keeps a group on one worker, so both workers would grade.
+CHECKS = [("release", check_release_scores_zero),
+          *[(f"mistakes-{k}:" + "+".join(r[1] for r in rows),
+             lambda graded, k=k: check_classic_mistakes_lose_points_with_a_hint(k, graded))
+            for k, rows in enumerate(BUNDLES)],
+          ("manual-kl", check_correct_solution_written_differently_gets_full_marks),
+          ("hostile-fails", check_hostile_bodies_never_pass),
+          ("hostile-credit", check_property_checks_need_values),
+          ("hostile-contained", check_hostile_cells_are_contained)]
+
+
+def test_grade_folder_of_sample_submissions(tmp_path, subtests):
+    """Release 0, each classic mistake loses points with its hint, a correct variant 60, hostile
+    code gets 0 and is contained, and the folder outputs are complete and reproducible."""
+    subs = tmp_path / "subs"
+    write_submissions(subs, tmp_path)
+    before = fingerprint()
+    grades = grade_folder(subs, tmp_path / "out", jobs=2, progress=False, case_seconds=CASE_SECONDS)
+    graded = {"grades": grades, "out": tmp_path / "out", "subs": subs, "before": before}
+    assert sorted(grades) == sorted(p.name for p in subs.iterdir())
+    for name, check in CHECKS:
+        with subtests.test(msg=name):
+            check(graded)
+    with subtests.test(msg="folder-outputs"):
+        check_make_grade_folder_outputs(graded, tmp_path / "again")
 
 
 def test_wrong_submissions_path_is_a_clear_error(tmp_path):
@@ -198,7 +294,6 @@ def test_wrong_submissions_path_is_a_clear_error(tmp_path):
     assert proc.returncode != 0 and "is not a folder" in proc.stderr
 
 
-@pytest.mark.xdist_group("autograder-b")
 def test_nbgrader_autograde_flow(tmp_path):
     """generate_assignment, autograde (restoring a deleted test cell), feedback, export: scores
     come from the hidden suites, in a tmp copy of the course."""
