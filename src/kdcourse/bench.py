@@ -18,7 +18,6 @@ the window on local ones), against the card's dense bf16 peak. Imports nothing f
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import logging
 import math
@@ -28,6 +27,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+
+from kdcourse.data import LengthGroupedBatchSampler, PadCollator
 
 logger = logging.getLogger(__name__)
 
@@ -138,34 +139,8 @@ def random_examples(n: int, max_length: int, median_length: int, vocab_size: int
     lengths = torch.exp(math.log(median_length) + 0.7 * torch.randn(n, generator=g))
     lengths = lengths.round().clamp(8, max_length).long().tolist()
     return [{"input_ids": torch.randint(5, vocab_size, (length,), generator=g).tolist(),
-             "labels": int(torch.randint(0, num_labels, (1,), generator=g)),
+             "label": int(torch.randint(0, num_labels, (1,), generator=g)),
              "teacher_logits": (3 * torch.randn(num_labels, generator=g)).tolist()} for length in lengths]
-
-
-def pad_collate(items: list[dict], pad_token_id: int = 0, multiple: int = 1) -> dict:
-    """Dynamic padding to the longest item of the batch (as kdcourse.data.PadCollator), rounded up
-    to `multiple` (fewer distinct shapes for the GPU kernels to plan for)."""
-    longest = max(len(item["input_ids"]) for item in items)
-    longest = -(-longest // multiple) * multiple
-    input_ids = torch.full((len(items), longest), pad_token_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(items), longest), dtype=torch.long)
-    for row, item in enumerate(items):
-        input_ids[row, : len(item["input_ids"])] = torch.tensor(item["input_ids"])
-        attention_mask[row, : len(item["input_ids"])] = 1
-    return {"input_ids": input_ids, "attention_mask": attention_mask,
-            "labels": torch.tensor([item["labels"] for item in items]),
-            "teacher_logits": torch.tensor([item["teacher_logits"] for item in items])}
-
-
-def length_grouped(examples: list[dict], batch_size: int, seed: int = 0, group: int = 50) -> list[list[int]]:
-    """Batches of similar length in random order (kdcourse.data.LengthGroupedBatchSampler's rule)."""
-    g = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(examples), generator=g).tolist()
-    batches = []
-    for start in range(0, len(order), batch_size * group):
-        chunk = sorted(order[start:start + batch_size * group], key=lambda i: -len(examples[i]["input_ids"]))
-        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
-    return [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
 
 
 # ---------------------------------------------------------------- timing
@@ -204,8 +179,9 @@ def bench_reference(student, examples, loss_fn, cfg, ctx, compiled: bool = False
     cuda = device.startswith("cuda")
     model = torch.compile(student, dynamic=True) if compiled else student
     optimizer = torch.optim.AdamW(student.parameters(), lr=5e-5, fused=cuda)
-    batches = length_grouped(examples, ctx["batch_size"])[: cfg.warmup + cfg.steps]
-    collate = functools.partial(pad_collate, multiple=cfg.pad_to_multiple_of)
+    lengths = [len(e["input_ids"]) for e in examples]
+    batches = LengthGroupedBatchSampler(lengths, ctx["batch_size"]).batches()[: cfg.warmup + cfg.steps]
+    collate = PadCollator(ctx["pad_token_id"], cfg.pad_to_multiple_of)
     loader = torch.utils.data.DataLoader(examples, batch_sampler=batches, collate_fn=collate,
                                          pin_memory=cuda)
     row = {}
@@ -240,8 +216,8 @@ def bench_soft_labels(teacher, examples, collect, cfg, ctx) -> dict:
     device, timer = ctx["device"], Timer(ctx["device"])
     order = sorted(range(len(examples)), key=lambda i: -len(examples[i]["input_ids"]))
     size = ctx["eval_batch_size"]
-    batches = [pad_collate([examples[i] for i in order[s:s + size]], multiple=cfg.pad_to_multiple_of)
-               for s in range(0, len(order), size)]
+    collate = PadCollator(ctx["pad_token_id"], cfg.pad_to_multiple_of)
+    batches = [collate([examples[i] for i in order[s:s + size]]) for s in range(0, len(order), size)]
     if device.startswith("cuda"):
         batches = [{k: v.pin_memory() for k, v in b.items()} for b in batches]
     autocast = torch.autocast(torch.device(device).type, dtype=ctx["autocast_dtype"],
@@ -287,7 +263,7 @@ def bench_trainer(student, examples, loss_fn, cfg, ctx) -> dict:
             report_to=[], save_strategy="no", logging_strategy="no", disable_tqdm=True,
             remove_unused_columns=False, use_cpu=not ctx["device"].startswith("cuda"))
         trainer = DistillationTrainer(model=student, args=args, train_dataset=examples,
-                                      data_collator=pad_collate, callbacks=[Clock()])
+                                      data_collator=PadCollator(ctx["pad_token_id"]), callbacks=[Clock()])
         row = {}
         with peak_memory(ctx["device"], row):
             trainer.train()
@@ -322,6 +298,7 @@ def run_bench(cfg: BenchConfig, save=lambda results: None) -> dict:
         torch.backends.cuda.matmul.allow_tf32 = True  # the few fp32 matmuls left outside autocast
         torch.backends.cuda.enable_cudnn_sdp(cfg.cudnn_attention)
     student_config, teacher_config = bench_model_config(profile, "student"), bench_model_config(profile, "teacher")
+    ctx["pad_token_id"] = student_config.pad_token_id
     n_examples = max((cfg.warmup + cfg.steps) * batch_size, cfg.soft_label_batches * ctx["eval_batch_size"])
     examples = random_examples(n_examples, max_length, min(cfg.median_length, max_length),
                                student_config.vocab_size, student_config.num_labels)

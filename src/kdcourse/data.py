@@ -16,10 +16,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 from torch.utils.data import DataLoader
 
 from kdcourse.paths import DATA_DIR
+
+# `datasets` is imported where it is used, so batching (PadCollator, LengthGroupedBatchSampler) also
+# works where it is not installed (the GPU benchmark image).
 
 SPLITS = ("train", "validation", "test")
 TEXT_COLUMNS = ["complaint_id", "text", "label", "product", "issue", "date_received"]
@@ -39,6 +41,8 @@ def load_splits(data_dir: str | Path | None = None, max_samples: dict | None = N
 
     `max_samples` ({"train": 500}) keeps the first n rows of a split, for quick runs.
     """
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+
     data_dir = Path(data_dir or DATA_DIR / "cfpb")
     names = load_label_names(data_dir)
     features = Features({
