@@ -44,3 +44,12 @@ def test_model_fingerprint_sees_every_weight(smoke_profile, smoke_tokenizer, lab
     with torch.no_grad():
         next(model.parameters())[0, 0] += 1e-3
     assert model_fingerprint(model) != before
+
+
+def test_a_stale_cache_can_be_moved_aside_not_deleted(tmp_path):
+    from kdcourse.logits_cache import move_stale_aside, save_logits
+    path = save_logits(tmp_path / "train.safetensors", torch.ones(2, 3), "old")
+    assert move_stale_aside(path, "old") is None and path.exists()
+    aside = move_stale_aside(path, "new")
+    assert aside.name == "train.safetensors.stale-old" and not path.exists()
+    torch.testing.assert_close(load_logits(aside, "old"), torch.ones(2, 3))

@@ -32,7 +32,7 @@ from kdcourse import plots
 from kdcourse.data import load_label_names, load_splits, make_loader, tokenize_splits, with_teacher_logits
 from kdcourse.distributed import NonFiniteLossError, oom_hint, write_json
 from kdcourse.logits_cache import (StaleCacheError, cached_logits, dataset_fingerprint,
-                                   logits_fingerprint, model_fingerprint, read_fingerprint,
+                                   logits_fingerprint, model_fingerprint, move_stale_aside,
                                    tokenizer_fingerprint)
 from kdcourse.metrics import class_similarity, evaluate_logits, reliability_bins
 from kdcourse.models import checkpoint_dir, count_parameters, load_student, load_tokenizer, measure_latency
@@ -89,10 +89,9 @@ def soft_label_cache(split: str, profile: Profile, dataset, tokenizer_fp: str, t
     fingerprint = logits_fingerprint(data=dataset_fingerprint(dataset), tokenizer=tokenizer_fp,
                                      teacher=teacher_fp, max_length=profile.max_length)
     path = CACHE_DIR / "logits" / profile.name / f"reference-{split}.safetensors"
-    if path.exists() and read_fingerprint(path) != fingerprint and recompute_stale:
-        aside = path.with_name(f"{path.name}.stale-{read_fingerprint(path)}")
+    aside = move_stale_aside(path, fingerprint) if recompute_stale else None
+    if aside:
         logger.warning("soft-label cache %s is stale: moved to %s, recomputing", path, aside)
-        path.replace(aside)
     return path, fingerprint
 
 

@@ -93,6 +93,20 @@ def load_logits(path: str | Path, fingerprint: str | None = None) -> torch.Tenso
     return logits
 
 
+def move_stale_aside(path: str | Path, fingerprint: str) -> Path | None:
+    """If `path` holds logits of another fingerprint, rename it to `*.stale-<its fingerprint>`
+    (kept, never deleted) and return the new path; else None."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    found = read_fingerprint(path)
+    if found == fingerprint:
+        return None
+    aside = path.with_name(f"{path.name}.stale-{found}")
+    path.replace(aside)
+    return aside
+
+
 def cached_logits(path: str | Path, fingerprint: str, compute: Callable[[], torch.Tensor],
                   **meta) -> torch.Tensor:
     """Load `path` if its fingerprint matches; compute and save it if absent; refuse if stale."""
