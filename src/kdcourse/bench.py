@@ -23,7 +23,7 @@ import logging
 import math
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -57,7 +57,15 @@ class BenchConfig:
                                                        "ModernBERT tokens; log-normal, clipped at max_length)"})
     soft_label_batches: int = field(default=8, metadata={"help": "eval batches of the soft-label pass"})
     trainer: bool = field(default=True, metadata={"help": "also time the Hugging Face Trainer baseline"})
+    attention: str = field(default="auto", metadata={"help": "attention of the reference step: auto (the "
+                           "fastest available: flash_attention_2, kd_varlen, sdpa) or one of those names"})
+    compare_attention: list[str] = field(default_factory=list, metadata={
+        "help": "also time the reference step with these attention implementations (e.g. sdpa kd_varlen)"})
     compile: bool = field(default=False, metadata={"help": "also time the reference step under torch.compile"})
+    compile_scope: str = field(default="layers", metadata={"help": "layers: compile each encoder layer "
+                               "(one compilation shared by all, attention left eager); model: the whole model"})
+    kernel_table: int = field(default=0, metadata={"help": "profile 3 reference steps and keep the top N "
+                              "kernels by GPU time (0: off)"})
     pad_to_multiple_of: int = field(default=64, metadata={"help": "round padded lengths up to this "
                                     "(reference and soft labels; the Trainer pads to the longest)"})
     cudnn_attention: bool = field(default=False, metadata={"help": "let SDPA use cuDNN attention, which "
@@ -73,10 +81,12 @@ class BenchConfig:
     def __post_init__(self):
         if self.steps < 1 or self.warmup < 0:
             raise ValueError(f"steps must be >= 1 and warmup >= 0, got {self.steps} and {self.warmup}")
+        if self.compile_scope not in ("layers", "model"):
+            raise ValueError(f"compile_scope must be 'layers' or 'model', got {self.compile_scope!r}")
 
 
 # ---------------------------------------------------------------- models and FLOPs
-def bench_model_config(profile, role: str, num_labels: int = 8):
+def bench_model_config(profile, role: str, num_labels: int = 8, attention: str = "auto"):
     """A ModernBertConfig for the profile's teacher or student: the released shape for hub models,
     the profile's tiny shape otherwise (vocab from the profile; no tokenizer needed)."""
     from transformers import ModernBertConfig
@@ -91,7 +101,10 @@ def bench_model_config(profile, role: str, num_labels: int = 8):
     else:
         values = dict(MODERNBERT_SHARED, **MODERNBERT["large" if "large" in name.lower() else "base"])
     config = ModernBertConfig(num_labels=num_labels, **values)
-    config._attn_implementation = attention_implementation()
+    if attention == "kd_varlen":
+        from kdcourse.attention import register
+        register()
+    config._attn_implementation = attention_implementation() if attention == "auto" else attention
     return config
 
 
@@ -100,7 +113,18 @@ def build_model(config, device: str, seed: int = 0):
     from transformers import AutoModelForSequenceClassification
     torch.manual_seed(seed)
     with torch.device(device):
-        return AutoModelForSequenceClassification.from_config(config)
+        return AutoModelForSequenceClassification.from_config(
+            config, attn_implementation=config._attn_implementation)
+
+
+def compile_student(model, scope: str = "layers"):
+    """torch.compile, either per encoder layer (one compilation reused by all 22: the layers share
+    their code, and the weights are graph inputs) or the whole model. Returns the model to call."""
+    if scope == "model":
+        return torch.compile(model, dynamic=True)
+    for layer in model.base_model.layers:
+        layer.compile()
+    return model
 
 
 def non_embedding_params(model) -> int:
@@ -168,7 +192,8 @@ def peak_memory(device: str, into: dict):
 
 def result_row(tokens: float, flops: float, seconds: float, peak: float | None, **extra) -> dict:
     logger.info("measured: %.0f tokens/s, %.1f TFLOP/s, MFU %s, %s", tokens / seconds, flops / seconds / 1e12,
-                f"{flops / seconds / peak:.3f}" if peak else "n/a", extra)
+                f"{flops / seconds / peak:.3f}" if peak else "n/a",
+                {k: v for k, v in extra.items() if k != "kernel_table"})
     return {"tokens_per_s": tokens / seconds, "tflops": flops / seconds / 1e12,
             "mfu": flops / seconds / peak if peak else None, "seconds": seconds, **extra}
 
@@ -177,14 +202,28 @@ def bench_reference(student, examples, loss_fn, cfg, ctx, compiled: bool = False
     """The reference distillation step: grouped batches, pinned, non-blocking, bf16, fused AdamW."""
     device, timer = ctx["device"], Timer(ctx["device"])
     cuda = device.startswith("cuda")
-    model = torch.compile(student, dynamic=True) if compiled else student
+    model = compile_student(student, cfg.compile_scope) if compiled else student
     optimizer = torch.optim.AdamW(student.parameters(), lr=5e-5, fused=cuda)
     lengths = [len(e["input_ids"]) for e in examples]
     batches = LengthGroupedBatchSampler(lengths, ctx["batch_size"]).batches()[: cfg.warmup + cfg.steps]
     collate = PadCollator(ctx["pad_token_id"], cfg.pad_to_multiple_of)
     loader = torch.utils.data.DataLoader(examples, batch_sampler=batches, collate_fn=collate,
                                          pin_memory=cuda)
-    row = {}
+
+    def train_step(batch):
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        with torch.autocast(torch.device(device).type, dtype=ctx["autocast_dtype"],
+                            enabled=ctx["autocast_dtype"] is not None):
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        loss = loss_fn(logits, batch["teacher_logits"], batch["labels"],
+                       temperature=cfg.temperature, alpha=cfg.alpha)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    row = {"attention": student.config._attn_implementation, "batch_size": ctx["batch_size"],
+           "compiled": cfg.compile_scope if compiled else None}
     with peak_memory(device, row):
         tokens = flops = 0.0
         model.train()
@@ -195,19 +234,29 @@ def bench_reference(student, examples, loss_fn, cfg, ctx, compiled: bool = False
                 lengths = batch["attention_mask"].sum(1).tolist()
                 tokens += sum(lengths)
                 flops += sum(ctx["student_flops"](n) for n in lengths)
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            with torch.autocast(torch.device(device).type, dtype=ctx["autocast_dtype"],
-                                enabled=ctx["autocast_dtype"] is not None):
-                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            loss = loss_fn(logits, batch["teacher_logits"], batch["labels"],
-                           temperature=cfg.temperature, alpha=cfg.alpha)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            loss = train_step(batch)
         seconds = timer.now() - start
     if not math.isfinite(loss.item()):
         raise RuntimeError(f"reference step: loss is {loss.item()} (random weights should not do this)")
+    if cfg.kernel_table:
+        row["kernel_table"] = kernel_table(train_step, [collate([examples[i] for i in b]) for b in batches[:3]],
+                                           cfg.kernel_table, cuda)
     return result_row(tokens, flops, seconds, ctx["peak"], **row, steps=cfg.steps)
+
+
+def kernel_table(step, batches, rows: int, cuda: bool) -> str:
+    """torch.profiler's table of the `rows` most expensive kernels over `step` on `batches`."""
+    from torch.profiler import ProfilerActivity, profile
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        for batch in batches:
+            step(batch)
+        if cuda:
+            torch.cuda.synchronize()
+    table = prof.key_averages().table(sort_by="cuda_time_total" if cuda else "cpu_time_total",
+                                      row_limit=rows, max_name_column_width=60)
+    logger.info("kernels of %d steps:\n%s", len(batches), table)
+    return table
 
 
 @torch.inference_mode()
@@ -222,7 +271,7 @@ def bench_soft_labels(teacher, examples, collect, cfg, ctx) -> dict:
         batches = [{k: v.pin_memory() for k, v in b.items()} for b in batches]
     autocast = torch.autocast(torch.device(device).type, dtype=ctx["autocast_dtype"],
                               enabled=ctx["autocast_dtype"] is not None)
-    row = {}
+    row = {"attention": teacher.config._attn_implementation, "batch_size": size}
     with peak_memory(device, row), autocast:
         collect(teacher, batches[:1], device)  # warm-up: kernels, allocator
         start = timer.now()
@@ -264,7 +313,7 @@ def bench_trainer(student, examples, loss_fn, cfg, ctx) -> dict:
             remove_unused_columns=False, use_cpu=not ctx["device"].startswith("cuda"))
         trainer = DistillationTrainer(model=student, args=args, train_dataset=examples,
                                       data_collator=PadCollator(ctx["pad_token_id"]), callbacks=[Clock()])
-        row = {}
+        row = {"attention": student.config._attn_implementation, "batch_size": ctx["batch_size"]}
         with peak_memory(ctx["device"], row):
             trainer.train()
     seconds = marks["end"] - marks["start"]
@@ -297,7 +346,8 @@ def run_bench(cfg: BenchConfig, save=lambda results: None) -> dict:
     if device.startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = True  # the few fp32 matmuls left outside autocast
         torch.backends.cuda.enable_cudnn_sdp(cfg.cudnn_attention)
-    student_config, teacher_config = bench_model_config(profile, "student"), bench_model_config(profile, "teacher")
+    student_config = bench_model_config(profile, "student", attention=cfg.attention)
+    teacher_config = bench_model_config(profile, "teacher", attention=cfg.attention)
     ctx["pad_token_id"] = student_config.pad_token_id
     n_examples = max((cfg.warmup + cfg.steps) * batch_size, cfg.soft_label_batches * ctx["eval_batch_size"])
     examples = random_examples(n_examples, max_length, min(cfg.median_length, max_length),
@@ -315,13 +365,20 @@ def run_bench(cfg: BenchConfig, save=lambda results: None) -> dict:
     results["student_params"] = sum(p.numel() for p in student.parameters())
     results["reference"] = bench_reference(student, examples, graded.distillation_loss, cfg, ctx)
     save(results)
+    for attention in cfg.compare_attention:  # the same step with another attention
+        other = build_model(bench_model_config(profile, "student", attention=attention), device)
+        results[f"reference_{attention}"] = bench_reference(other, examples, graded.distillation_loss,
+                                                            replace(cfg, kernel_table=0), ctx)
+        del other
+        save(results)
     for size in cfg.extra_batch_sizes:
         student = build_model(student_config, device)
         more = random_examples((cfg.warmup + cfg.steps) * size, max_length,
                                min(cfg.median_length, max_length), student_config.vocab_size,
                                student_config.num_labels, seed=1)
         results[f"reference_batch{size}"] = bench_reference(student, more, graded.distillation_loss,
-                                                            cfg, ctx | {"batch_size": size})
+                                                            replace(cfg, kernel_table=0),
+                                                            ctx | {"batch_size": size})
         save(results)
     del student
     # 2. the Trainer baseline on the same examples and loss, from fresh weights
@@ -363,19 +420,21 @@ def run_bench(cfg: BenchConfig, save=lambda results: None) -> dict:
 
 
 def format_table(results: dict) -> str:
-    lines = [f"bench {results['profile']} on {results['device']} ({results['attention']}, batch "
-             f"{results['batch_size']}, max length {results['max_length']}, mean length "
-             f"{results['mean_length']:.0f}; student {results['student_params'] / 1e6:.1f}M, teacher "
-             f"{results['teacher_params'] / 1e6:.1f}M parameters)",
-             f"{'measurement':<22}{'tokens/s':>12}{'TFLOP/s':>10}{'MFU':>8}{'peak mem GB':>13}"]
-    names = ["reference", *(k for k in results if k.startswith("reference_batch")),
-             "reference_compiled", "trainer", "soft_labels"]
+    lines = [f"bench {results['profile']} on {results['device']} (torch {results['torch']}, max length "
+             f"{results['max_length']}, mean length {results['mean_length']:.0f}; student "
+             f"{results['student_params'] / 1e6:.1f}M, teacher {results['teacher_params'] / 1e6:.1f}M parameters)",
+             f"{'measurement':<24}{'attention':<19}{'batch':>6}{'tokens/s':>12}{'TFLOP/s':>9}{'MFU':>8}{'mem GB':>8}"]
+    names = ["reference", *(k for k in results if k.startswith("reference_") and isinstance(results[k], dict)),
+             "trainer", "soft_labels"]
     for name in names:
         if name in results:
             r = results[name]
             mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a"
             mem = f"{r['peak_memory_gb']:.1f}" if r["peak_memory_gb"] is not None else "n/a"
-            lines.append(f"{name:<22}{r['tokens_per_s']:>12,.0f}{r['tflops']:>10.1f}{mfu:>8}{mem:>13}")
+            attention = r.get("attention", results["attention"]) + (" +compile" if r.get("compiled") else "")
+            batch = r.get("batch_size", "")
+            lines.append(f"{name:<24}{attention:<19}{batch:>6}{r['tokens_per_s']:>12,.0f}{r['tflops']:>9.1f}"
+                         f"{mfu:>8}{mem:>8}")
     lines += [f"{k}: {v:.2f}x" for k, v in results["ratios"].items()]
     if "compile_error" in results:
         lines.append(f"torch.compile failed: {results['compile_error'][:200]}")

@@ -84,10 +84,15 @@ def load_tokenizer(profile: Profile, train_texts=None):
 
 
 # ---------------------------------------------------------------- models
-def attention_implementation() -> str:
-    """FlashAttention-2 (with unpadding) when installed and on CUDA, PyTorch SDPA otherwise."""
+def attention_implementation(device: str | torch.device | None = None) -> str:
+    """The fastest attention that runs here, with unpadding where there is one:
+    FlashAttention-2 from `flash_attn` when installed; else PyTorch's own varlen FlashAttention
+    (`kdcourse.attention`, torch 2.9+ on an Ampere-or-newer GPU); else SDPA (CPUs, older GPUs)."""
+    from kdcourse.attention import register, varlen_available
     if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
         return "flash_attention_2"
+    if varlen_available(device):
+        return register()
     return "sdpa"
 
 

@@ -1,0 +1,111 @@
+"""`kd_varlen` attention: the same outputs and gradients as SDPA, on padded batches and local windows.
+
+On CPU the unpadding and window logic run with `reference_varlen_kernel`; the `gpu` tests compare
+PyTorch's FlashAttention varlen kernel itself (bf16) with SDPA and are skipped without CUDA.
+"""
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, ModernBertConfig
+
+from kdcourse import attention
+from kdcourse.models import attention_implementation
+
+needs_cuda = pytest.mark.skipif(not attention.varlen_available(), reason="needs a CUDA GPU and torch varlen_attn")
+
+
+def small_config(**overrides):
+    values = dict(vocab_size=300, hidden_size=64, num_hidden_layers=4, num_attention_heads=4,
+                  intermediate_size=96, local_attention=16, global_attn_every_n_layers=2, pad_token_id=0,
+                  bos_token_id=1, eos_token_id=2, cls_token_id=1, sep_token_id=2,
+                  classifier_pooling="mean", num_labels=5, max_position_embeddings=512)
+    return ModernBertConfig(**(values | overrides))
+
+
+def padded_batch(lengths, seq, vocab=300, seed=1):
+    """input_ids [batch, seq] and attention_mask [batch, seq], right-padded to `seq`."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, vocab, (len(lengths), seq), generator=g)
+    mask = (torch.arange(seq)[None, :] < torch.tensor(lengths)[:, None]).long()
+    return ids * mask, mask
+
+
+def logits_and_grad(config, implementation, ids, mask, device="cpu", dtype=None):
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_config(config, attn_implementation=implementation).to(device)
+    with torch.autocast(torch.device(device).type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+    logits.float().square().sum().backward()
+    return logits.detach().float().cpu(), model.model.layers[0].attn.Wqkv.weight.grad.float().cpu()
+
+
+@pytest.mark.parametrize("lengths", [[40, 25, 7], [40, 40, 40], [9]], ids=["padded", "no-padding", "one"])
+def test_varlen_matches_sdpa_on_cpu(lengths):
+    """Windows of +-8 tokens on 40-token texts, global layers between: logits and gradients agree."""
+    attention.register()
+    ids, mask = padded_batch(lengths, 40)
+    ref_logits, ref_grad = logits_and_grad(small_config(), "sdpa", ids, mask)
+    logits, grad = logits_and_grad(small_config(), attention.VARLEN, ids, mask)
+    torch.testing.assert_close(logits, ref_logits, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(grad, ref_grad, atol=1e-6, rtol=1e-4)
+
+
+def test_window_changes_the_result():
+    """The local window is applied: the same model with a whole-text window differs."""
+    attention.register()
+    ids, mask = padded_batch([40, 30], 40)
+    narrow, _ = logits_and_grad(small_config(), attention.VARLEN, ids, mask)
+    wide, _ = logits_and_grad(small_config(local_attention=128), attention.VARLEN, ids, mask)
+    assert (narrow - wide).abs().max() > 1e-4
+
+
+def test_unpad_metadata_offsets_and_cache():
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]], dtype=torch.bool)
+    indices, cu, longest = attention.unpad_metadata(mask, 2, 4, "cpu")
+    assert indices.tolist() == [0, 1, 2, 4, 5] and cu.tolist() == [0, 3, 5] and longest == 3
+    assert attention.unpad_metadata(mask[:, -4:], 2, 4, "cpu")[0] is indices  # shared across layers
+    other = torch.tensor([[1, 0, 0, 0], [1, 1, 1, 1]], dtype=torch.bool)
+    assert attention.unpad_metadata(other, 2, 4, "cpu")[1].tolist() == [0, 1, 5]
+    none_indices, cu, longest = attention.unpad_metadata(None, 2, 4, "cpu")
+    assert none_indices is None and cu.tolist() == [0, 4, 8] and longest == 4
+
+
+def test_dropout_is_refused_with_a_message():
+    q = torch.randn(1, 2, 5, 8)
+    with pytest.raises(ValueError, match="attention_dropout"):
+        attention.varlen_attention(None, q, q, q, None, dropout=0.1)
+
+
+def test_cpu_falls_back_to_sdpa():
+    if not torch.cuda.is_available():
+        assert attention_implementation() == "sdpa"
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_flash_varlen_kernel_matches_reference_kernel():
+    """The CUDA kernel against the per-sequence SDPA reference, windows included (bf16)."""
+    g = torch.Generator(device="cuda").manual_seed(0)
+    lengths = [300, 129, 64, 1]
+    cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32, device="cuda")
+    q, k, v = (torch.randn(sum(lengths), 12, 64, device="cuda", generator=g, dtype=torch.bfloat16)
+               for _ in range(3))
+    for window in [(-1, -1), (64, 64)]:
+        out = attention.torch_varlen_kernel()(q, k, v, cu, cu, max(lengths), max(lengths), scale=0.125,
+                                              window_size=window)
+        ref = attention.reference_varlen_kernel(q.double(), k.double(), v.double(), cu, cu, 0, 0,
+                                                scale=0.125, window_size=window)
+        assert ((out.double() - ref).norm() / ref.norm()).item() < 1e-2, window
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_varlen_matches_sdpa_on_gpu_modernbert_base_width():
+    """ModernBERT-base width and window (128), 4 layers, bf16 autocast, texts up to 512 tokens."""
+    attention.register()
+    config = small_config(vocab_size=50368, hidden_size=768, num_attention_heads=12, intermediate_size=1152,
+                          local_attention=128, global_attn_every_n_layers=3)
+    ids, mask = padded_batch([512, 300, 129, 20], 512, vocab=50368)
+    ref_logits, ref_grad = logits_and_grad(config, "sdpa", ids, mask, "cuda", torch.bfloat16)
+    logits, grad = logits_and_grad(config, attention.VARLEN, ids, mask, "cuda", torch.bfloat16)
+    assert ((logits - ref_logits).norm() / ref_logits.norm()).item() < 2e-2
+    assert ((grad - ref_grad).norm() / ref_grad.norm()).item() < 5e-2
