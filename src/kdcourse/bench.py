@@ -122,6 +122,9 @@ def compile_student(model, scope: str = "layers"):
     their code, and the weights are graph inputs) or the whole model. Returns the model to call."""
     if scope == "model":
         return torch.compile(model, dynamic=True)
+    import torch._dynamo
+    # Local and global layers, and a dynamic-shape recompile of each: stay well under the limit.
+    torch._dynamo.config.cache_size_limit = max(64, torch._dynamo.config.cache_size_limit)
     for layer in model.base_model.layers:
         layer.compile()
     return model
