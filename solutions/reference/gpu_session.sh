@@ -18,9 +18,16 @@ print(f"torch {torch.__version__}, transformers {transformers.__version__}, varl
 PY
 # 1. kd_varlen against SDPA and the reference kernel (bf16)
 timeout 150 $PY -m pytest -q -p no:cacheprovider tests/test_attention.py 2>&1 | tee "$OUT/test_attention.log"
-# 2. eager: the profile's batch, attentions compared, larger batches, Trainer, soft labels, kernel table
-timeout 210 $PY -m kdcourse.bench --profile gpu --compare_attention sdpa --extra_batch_sizes 128 256 \
-    --kernel_table 25 --out "$OUT/bench.json" 2>&1 | tee "$OUT/bench.log" | grep -v "^ \|^--\|^Name\|^Self"
-# 3. torch.compile per layer at batch 128 (eager at 128 first, same process)
-timeout 200 $PY -m kdcourse.bench --profile gpu --batch_size 128 --trainer false --soft_label_batches 1 \
-    --compile true --out "$OUT/bench_compiled.json" 2>&1 | tee "$OUT/bench_compiled.log" | tail -12
+bench() {  # bench NAME ARGS...: one process per measurement set, each with its own time limit
+    local name=$1; shift
+    timeout "${LIMIT:-150}" $PY -m kdcourse.bench --profile gpu --kernel_table 12 --out "$OUT/$name.json" "$@" \
+        > "$OUT/$name.log" 2>&1
+    echo "== $name (exit $?): $*"; grep -A12 "^measurement" "$OUT/$name.log" || tail -5 "$OUT/$name.log"
+}
+# 2. eager, the profile's batch (32) and 128: SDPA against kd_varlen, the Trainer, soft labels
+bench eager_sdpa --attention sdpa --compare_attention kd_varlen --extra_batch_sizes 128
+bench eager_varlen --attention kd_varlen --batch_size 128 --trainer false --compile true --warmup 8
+# 3. torch.compile per layer at batch 128 with SDPA: default mode, then CUDA graphs
+bench compiled_sdpa --attention sdpa --batch_size 128 --trainer false --soft_label_batches 1 --compile true --warmup 8
+LIMIT=200 bench graphs_sdpa --attention sdpa --batch_size 128 --trainer false --soft_label_batches 1 --compile true \
+    --compile_mode reduce-overhead --warmup 12

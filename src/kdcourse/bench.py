@@ -64,8 +64,10 @@ class BenchConfig:
     compile: bool = field(default=False, metadata={"help": "also time the reference step under torch.compile"})
     compile_scope: str = field(default="layers", metadata={"help": "layers: compile each encoder layer "
                                "(one compilation shared by all, attention left eager); model: the whole model"})
-    kernel_table: int = field(default=0, metadata={"help": "profile 3 reference steps and keep the top N "
-                              "kernels by GPU time (0: off)"})
+    compile_mode: str = field(default="default", metadata={"help": "torch.compile mode: default, "
+                              "reduce-overhead (CUDA graphs: fewer launches), max-autotune-no-cudagraphs"})
+    kernel_table: int = field(default=0, metadata={"help": "profile 3 steps of each reference measurement: host "
+                              "and GPU time per step, and the top N kernels of the first (0: off)"})
     pad_to_multiple_of: int = field(default=64, metadata={"help": "round padded lengths up to this "
                                     "(reference and soft labels; the Trainer pads to the longest)"})
     cudnn_attention: bool = field(default=False, metadata={"help": "let SDPA use cuDNN attention, which "
@@ -117,16 +119,16 @@ def build_model(config, device: str, seed: int = 0):
             config, attn_implementation=config._attn_implementation)
 
 
-def compile_student(model, scope: str = "layers"):
+def compile_student(model, scope: str = "layers", mode: str = "default"):
     """torch.compile, either per encoder layer (one compilation reused by all 22: the layers share
     their code, and the weights are graph inputs) or the whole model. Returns the model to call."""
     if scope == "model":
-        return torch.compile(model, dynamic=True)
+        return torch.compile(model, dynamic=True, mode=mode)
     import torch._dynamo
     # Local and global layers, and a dynamic-shape recompile of each: stay well under the limit.
     torch._dynamo.config.cache_size_limit = max(64, torch._dynamo.config.cache_size_limit)
     for layer in model.base_model.layers:
-        layer.compile()
+        layer.compile(mode=mode)
     return model
 
 
@@ -205,7 +207,7 @@ def bench_reference(student, examples, loss_fn, cfg, ctx, compiled: bool = False
     """The reference distillation step: grouped batches, pinned, non-blocking, bf16, fused AdamW."""
     device, timer = ctx["device"], Timer(ctx["device"])
     cuda = device.startswith("cuda")
-    model = compile_student(student, cfg.compile_scope) if compiled else student
+    model = compile_student(student, cfg.compile_scope, cfg.compile_mode) if compiled else student
     optimizer = torch.optim.AdamW(student.parameters(), lr=5e-5, fused=cuda)
     lengths = [len(e["input_ids"]) for e in examples]
     batches = LengthGroupedBatchSampler(lengths, ctx["batch_size"]).batches()[: cfg.warmup + cfg.steps]
@@ -226,7 +228,7 @@ def bench_reference(student, examples, loss_fn, cfg, ctx, compiled: bool = False
         return loss
 
     row = {"attention": student.config._attn_implementation, "batch_size": ctx["batch_size"],
-           "compiled": cfg.compile_scope if compiled else None}
+           "compiled": f"{cfg.compile_scope}/{cfg.compile_mode}" if compiled else None}
     with peak_memory(device, row):
         tokens = flops = 0.0
         model.train()
@@ -242,13 +244,14 @@ def bench_reference(student, examples, loss_fn, cfg, ctx, compiled: bool = False
     if not math.isfinite(loss.item()):
         raise RuntimeError(f"reference step: loss is {loss.item()} (random weights should not do this)")
     if cfg.kernel_table:
-        row["kernel_table"] = kernel_table(train_step, [collate([examples[i] for i in b]) for b in batches[:3]],
-                                           cfg.kernel_table, cuda)
+        row.update(kernel_table(train_step, [collate([examples[i] for i in b]) for b in batches[:3]],
+                                cfg.kernel_table, cuda))
     return result_row(tokens, flops, seconds, ctx["peak"], **row, steps=cfg.steps)
 
 
-def kernel_table(step, batches, rows: int, cuda: bool) -> str:
-    """torch.profiler's table of the `rows` most expensive kernels over `step` on `batches`."""
+def kernel_table(step, batches, rows: int, cuda: bool) -> dict:
+    """Profile `step` on `batches`: host time and GPU kernel time per step (a step whose host time
+    exceeds its GPU time is launch-bound) and the `rows` most expensive operations."""
     from torch.profiler import ProfilerActivity, profile
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     with profile(activities=activities) as prof:
@@ -256,10 +259,14 @@ def kernel_table(step, batches, rows: int, cuda: bool) -> str:
             step(batch)
         if cuda:
             torch.cuda.synchronize()
-    table = prof.key_averages().table(sort_by="cuda_time_total" if cuda else "cpu_time_total",
-                                      row_limit=rows, max_name_column_width=60)
-    logger.info("kernels of %d steps:\n%s", len(batches), table)
-    return table
+    events = prof.key_averages()
+    table = events.table(sort_by="cuda_time_total" if cuda else "cpu_time_total", row_limit=rows,
+                         max_name_column_width=60)
+    host_ms = sum(e.self_cpu_time_total for e in events) / 1e3 / len(batches)
+    gpu_ms = sum(getattr(e, "self_device_time_total", 0) for e in events) / 1e3 / len(batches)
+    logger.info("profiled %d steps: host %.1f ms, GPU kernels %.1f ms per step\n%s", len(batches), host_ms,
+                gpu_ms, table)
+    return {"kernel_table": table, "profiled_host_ms": host_ms, "profiled_gpu_ms": gpu_ms}
 
 
 @torch.inference_mode()
@@ -368,21 +375,25 @@ def run_bench(cfg: BenchConfig, save=lambda results: None) -> dict:
     results["student_params"] = sum(p.numel() for p in student.parameters())
     results["reference"] = bench_reference(student, examples, graded.distillation_loss, cfg, ctx)
     save(results)
+    def attempt(name, measure):  # optional rows: a failure (OOM, compile) is reported, the rest goes on
+        try:
+            results[name] = measure()
+        except Exception as err:
+            logger.exception("%s failed", name)
+            results.setdefault("errors", {})[name] = f"{type(err).__name__}: {err}"[:2000]
+            if device.startswith("cuda"):
+                torch.cuda.empty_cache()
+        save(results)
+
     for attention in cfg.compare_attention:  # the same step with another attention
-        other = build_model(bench_model_config(profile, "student", attention=attention), device)
-        results[f"reference_{attention}"] = bench_reference(other, examples, graded.distillation_loss,
-                                                            replace(cfg, kernel_table=0), ctx)
-        del other
-        save(results)
+        attempt(f"reference_{attention}", lambda: bench_reference(
+            build_model(bench_model_config(profile, "student", attention=attention), device), examples,
+            graded.distillation_loss, cfg, ctx))
     for size in cfg.extra_batch_sizes:
-        student = build_model(student_config, device)
-        more = random_examples((cfg.warmup + cfg.steps) * size, max_length,
-                               min(cfg.median_length, max_length), student_config.vocab_size,
-                               student_config.num_labels, seed=1)
-        results[f"reference_batch{size}"] = bench_reference(student, more, graded.distillation_loss,
-                                                            replace(cfg, kernel_table=0),
-                                                            ctx | {"batch_size": size})
-        save(results)
+        more = random_examples((cfg.warmup + cfg.steps) * size, max_length, min(cfg.median_length, max_length),
+                               student_config.vocab_size, student_config.num_labels, seed=1)
+        attempt(f"reference_batch{size}", lambda: bench_reference(
+            build_model(student_config, device), more, graded.distillation_loss, cfg, ctx | {"batch_size": size}))
     del student
     # 2. the Trainer baseline on the same examples and loss, from fresh weights
     if cfg.trainer:
@@ -400,13 +411,8 @@ def run_bench(cfg: BenchConfig, save=lambda results: None) -> dict:
     save(results)
     # 4. the reference step under torch.compile, last: compiling takes a while and may fail
     if cfg.compile:
-        try:
-            results["reference_compiled"] = bench_reference(
-                build_model(student_config, device), examples, graded.distillation_loss, cfg, ctx,
-                compiled=True)
-        except Exception as err:  # report it, keep the other numbers
-            logger.exception("torch.compile failed")
-            results["compile_error"] = f"{type(err).__name__}: {err}"[:2000]
+        attempt("reference_compiled", lambda: bench_reference(
+            build_model(student_config, device), examples, graded.distillation_loss, cfg, ctx, compiled=True))
     # ratios
     ref = results["reference"]["tokens_per_s"]
     ratios = results["ratios"] = {}
@@ -437,10 +443,12 @@ def format_table(results: dict) -> str:
             attention = r.get("attention", results["attention"]) + (" +compile" if r.get("compiled") else "")
             batch = r.get("batch_size", "")
             lines.append(f"{name:<24}{attention:<19}{batch:>6}{r['tokens_per_s']:>12,.0f}{r['tflops']:>9.1f}"
-                         f"{mfu:>8}{mem:>8}")
+                         f"{mfu:>8}{mem:>8}"
+                         + (f"  host {r['profiled_host_ms']:.0f} / GPU {r['profiled_gpu_ms']:.0f} ms per step"
+                            if "profiled_host_ms" in r else ""))
     lines += [f"{k}: {v:.2f}x" for k, v in results["ratios"].items()]
-    if "compile_error" in results:
-        lines.append(f"torch.compile failed: {results['compile_error'][:200]}")
+    for name, error in results.get("errors", {}).items():
+        lines.append(f"{name} failed: {error[:300]}")
     return "\n".join(lines)
 
 
