@@ -17,7 +17,7 @@ print(f"torch {torch.__version__}, transformers {transformers.__version__}, varl
       f"{torch_varlen_kernel() is not None}, usable {varlen_available()}, auto -> {attention_implementation()}")
 PY
 # 1. kd_varlen against SDPA and the reference kernel (bf16)
-timeout 150 $PY -m pytest -q -p no:cacheprovider tests/test_attention.py 2>&1 | tee "$OUT/test_attention.log"
+timeout 150 $PY -m pytest -q -p no:cacheprovider tests/test_attention.py 2>&1 | tail -3
 bench() {  # bench NAME ARGS...: one process per measurement set, each with its own time limit
     local name=$1; shift
     timeout "${LIMIT:-150}" $PY -m kdcourse.bench --profile gpu --kernel_table 12 --out "$OUT/$name.json" "$@" \
