@@ -29,22 +29,24 @@ def padded_batch(lengths, seq, vocab=300, seed=1):
     return ids * mask, mask
 
 
-def logits_and_grad(config, implementation, ids, mask, device="cpu", dtype=None):
+def logits_and_grad(config, implementation, ids, mask, device="cpu", dtype=None, **kwargs):
     torch.manual_seed(0)
     model = AutoModelForSequenceClassification.from_config(config, attn_implementation=implementation).to(device)
     with torch.autocast(torch.device(device).type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs).logits
     logits.float().square().sum().backward()
     return logits.detach().float().cpu(), model.model.layers[0].attn.Wqkv.weight.grad.float().cpu()
 
 
+@pytest.mark.parametrize("static", [False, True], ids=["gather", "static"])
 @pytest.mark.parametrize("lengths", [[40, 25, 7], [40, 40, 40], [9]], ids=["padded", "no-padding", "one"])
-def test_varlen_matches_sdpa_on_cpu(lengths):
-    """Windows of +-8 tokens on 40-token texts, global layers between: logits and gradients agree."""
+def test_varlen_matches_sdpa_on_cpu(lengths, static):
+    """Windows of +-8 tokens on 40-token texts, global layers between: logits and gradients agree,
+    with the eager unpadding (gather, one sync) and the fixed-shape one used under torch.compile."""
     attention.register()
     ids, mask = padded_batch(lengths, 40)
     ref_logits, ref_grad = logits_and_grad(small_config(), "sdpa", ids, mask)
-    logits, grad = logits_and_grad(small_config(), attention.VARLEN, ids, mask)
+    logits, grad = logits_and_grad(small_config(), attention.VARLEN, ids, mask, static=static)
     torch.testing.assert_close(logits, ref_logits, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(grad, ref_grad, atol=1e-6, rtol=1e-4)
 
@@ -67,6 +69,13 @@ def test_unpad_metadata_offsets_and_cache():
     assert attention.unpad_metadata(other, 2, 4, "cpu")[1].tolist() == [0, 1, 5]
     none_indices, cu, longest = attention.unpad_metadata(None, 2, 4, "cpu")
     assert none_indices is None and cu.tolist() == [0, 4, 8] and longest == 4
+
+
+def test_static_unpad_metadata_is_a_permutation_with_tokens_first():
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]], dtype=torch.bool)
+    order, valid, cu = attention.static_unpad_metadata(mask, 2, 4)
+    assert order.tolist() == [0, 1, 2, 4, 5, 3, 6, 7] and cu.tolist() == [0, 3, 5]
+    assert valid.tolist() == [True] * 5 + [False] * 3
 
 
 def test_dropout_is_refused_with_a_message():
@@ -106,6 +115,7 @@ def test_varlen_matches_sdpa_on_gpu_modernbert_base_width():
                           local_attention=128, global_attn_every_n_layers=3)
     ids, mask = padded_batch([512, 300, 129, 20], 512, vocab=50368)
     ref_logits, ref_grad = logits_and_grad(config, "sdpa", ids, mask, "cuda", torch.bfloat16)
-    logits, grad = logits_and_grad(config, attention.VARLEN, ids, mask, "cuda", torch.bfloat16)
-    assert ((logits - ref_logits).norm() / ref_logits.norm()).item() < 2e-2
-    assert ((grad - ref_grad).norm() / ref_grad.norm()).item() < 5e-2
+    for static in (False, True):
+        logits, grad = logits_and_grad(config, attention.VARLEN, ids, mask, "cuda", torch.bfloat16, static=static)
+        assert ((logits - ref_logits).norm() / ref_logits.norm()).item() < 2e-2, static
+        assert ((grad - ref_grad).norm() / ref_grad.norm()).item() < 5e-2, static

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from kdcourse.models import (build_tiny_model, check_same_labels, count_parameters,
+from kdcourse.models import (build_tiny_model, check_same_labels, compile_layers, count_parameters,
                              load_pretrained, load_student, load_teacher_init, load_tokenizer,
                              measure_latency, size_on_disk_mb, train_tiny_tokenizer)
 from kdcourse.profiles import get_profile
@@ -40,6 +40,22 @@ def test_tiny_model_save_and_reload_gives_identical_logits(tmp_path, smoke_profi
         after = reloaded(**batch).logits
     assert before.shape == (2, len(label_names))
     torch.testing.assert_close(after, before)
+
+
+@pytest.mark.slow
+def test_compiled_layers_give_the_eager_logits_and_gradients(smoke_profile, smoke_tokenizer, label_names):
+    """compile_layers (the reference run's --compile) changes speed, not results; two input shapes."""
+    eager = load_student(smoke_profile, label_names, smoke_tokenizer, seed=0)
+    compiled = compile_layers(load_student(smoke_profile, label_names, smoke_tokenizer, seed=0))
+    for texts in (["my card was charged twice", "the debt is not mine"],
+                  ["they closed my account without notice and kept my balance for weeks"] * 3):
+        batch = smoke_tokenizer(texts, padding=True, return_tensors="pt")
+        for model in (eager, compiled):
+            model.zero_grad()
+            model(**batch).logits.square().sum().backward()
+        torch.testing.assert_close(compiled(**batch).logits, eager(**batch).logits, atol=1e-5, rtol=1e-4)
+        grads = [m.base_model.layers[0].mlp.Wi.weight.grad for m in (compiled, eager)]
+        torch.testing.assert_close(grads[0], grads[1], atol=1e-5, rtol=1e-4)
 
 
 def test_same_seed_same_weights(smoke_profile, smoke_tokenizer, label_names):

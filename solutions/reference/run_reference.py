@@ -35,7 +35,8 @@ from kdcourse.logits_cache import (StaleCacheError, cached_logits, dataset_finge
                                    logits_fingerprint, model_fingerprint, move_stale_aside,
                                    tokenizer_fingerprint)
 from kdcourse.metrics import class_similarity, evaluate_logits, reliability_bins
-from kdcourse.models import checkpoint_dir, count_parameters, load_student, load_tokenizer, measure_latency
+from kdcourse.models import (checkpoint_dir, compile_layers, count_parameters, load_student, load_tokenizer,
+                             measure_latency)
 from kdcourse.notebook import load_graded_functions
 from kdcourse.paths import CACHE_DIR, RUNS_DIR, SOLUTION_NOTEBOOK
 from kdcourse.profiles import Profile, get_profile
@@ -62,7 +63,8 @@ class ReferenceConfig:
                                      "runs), 1 on CPU (to fit the 10-minute budget)"})
     max_train_samples: int | None = field(default=None, metadata={"help": "cap the training split (quick runs)"})
     max_grad_norm: float | None = field(default=1.0, metadata={"help": "gradient clipping; None: off"})
-    compile: bool = field(default=False, metadata={"help": "torch.compile the students (GPU; slow start)"})
+    compile: bool = field(default=False, metadata={"help": "torch.compile the students' encoder layers "
+                          "(GPU: 1.65x the eager step at batch 32 on an H200; a minute to compile)"})
     out_dir: str | None = field(default=None, metadata={"help": "output folder (default runs/<profile>)"})
     notebook: bool = field(default=True, metadata={"help": "execute the solution notebook with papermill"})
     notebook_max_train_samples: int | None = field(default=500, metadata={
@@ -123,7 +125,7 @@ def train_one(graded, cfg: ReferenceConfig, profile: Profile, ctx: dict, *, temp
     steps = epochs * len(loader)
     scheduler = transformers.get_linear_schedule_with_warmup(
         optimizer, int(profile.warmup_ratio * steps), steps)
-    model = torch.compile(student, dynamic=True) if cfg.compile else student
+    model = compile_layers(student) if cfg.compile else student
     extra = {k: v for k, v in {"autocast_dtype": ctx["autocast_dtype"],
                                "max_grad_norm": cfg.max_grad_norm}.items()
              if k in inspect.signature(graded.train_student).parameters}

@@ -57,8 +57,8 @@ class BenchConfig:
                                                        "ModernBERT tokens; log-normal, clipped at max_length)"})
     soft_label_batches: int = field(default=8, metadata={"help": "eval batches of the soft-label pass"})
     trainer: bool = field(default=True, metadata={"help": "also time the Hugging Face Trainer baseline"})
-    attention: str = field(default="auto", metadata={"help": "attention of the reference step: auto (the "
-                           "fastest available: flash_attention_2, kd_varlen, sdpa) or one of those names"})
+    attention: str = field(default="auto", metadata={"help": "attention of the reference step: auto "
+                           "(flash_attention_2 if installed, else sdpa), sdpa, kd_varlen, flash_attention_2, eager"})
     compare_attention: list[str] = field(default_factory=list, metadata={
         "help": "also time the reference step with these attention implementations (e.g. sdpa kd_varlen)"})
     compile: bool = field(default=False, metadata={"help": "also time the reference step under torch.compile"})
@@ -120,16 +120,11 @@ def build_model(config, device: str, seed: int = 0):
 
 
 def compile_student(model, scope: str = "layers", mode: str = "default"):
-    """torch.compile, either per encoder layer (one compilation reused by all 22: the layers share
-    their code, and the weights are graph inputs) or the whole model. Returns the model to call."""
+    """torch.compile per encoder layer (`kdcourse.models.compile_layers`) or the whole model."""
+    from kdcourse.models import compile_layers
     if scope == "model":
         return torch.compile(model, dynamic=True, mode=mode)
-    import torch._dynamo
-    # Local and global layers, and a dynamic-shape recompile of each: stay well under the limit.
-    torch._dynamo.config.cache_size_limit = max(64, torch._dynamo.config.cache_size_limit)
-    for layer in model.base_model.layers:
-        layer.compile(mode=mode)
-    return model
+    return compile_layers(model, mode)
 
 
 def non_embedding_params(model) -> int:
