@@ -131,3 +131,52 @@ def test_out_of_memory_names_batch_size_and_length():
     with pytest.raises(torch.cuda.OutOfMemoryError, match="batch size 32 and max length 512"):
         with oom_hint(32, 512):
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+
+@pytest.mark.slow
+def test_the_gpu_commands_run_on_local_hub_style_checkpoints(tmp_path, smoke_tokenizer):
+    """What a TA with internet runs (`make teacher`, `make reference` on a profile naming pretrained
+    masked-LM checkpoints and their tokenizer, loaded with from_pretrained), here on tiny checkpoints
+    saved to disk in the released format: the classifier heads are new, the label maps ours."""
+    from transformers import ModernBertConfig, ModernBertForMaskedLM
+    smoke_tokenizer.save_pretrained(tmp_path / "tokenizer")
+    ids = {k: getattr(smoke_tokenizer, f"{k}_token_id") for k in ("pad", "cls", "sep")}
+    for name, width, layers in (("large", 64, 2), ("base", 32, 1)):
+        config = ModernBertConfig(vocab_size=len(smoke_tokenizer), hidden_size=width, num_hidden_layers=layers,
+                                  num_attention_heads=2, intermediate_size=2 * width, pad_token_id=ids["pad"],
+                                  bos_token_id=ids["cls"], eos_token_id=ids["sep"], cls_token_id=ids["cls"],
+                                  sep_token_id=ids["sep"], classifier_pooling="mean")
+        torch.manual_seed(0)
+        ModernBertForMaskedLM(config).save_pretrained(tmp_path / f"ModernBERT-{name}")
+    (tmp_path / "profiles.toml").write_text(f"""
+[localhub]
+extends = "gpu"
+teacher = "{tmp_path / 'ModernBERT-large'}"
+student = "{tmp_path / 'ModernBERT-base'}"
+tokenizer = "{tmp_path / 'tokenizer'}"
+max_length = 64
+train_batch_size = 16
+eval_batch_size = 64
+max_train_samples = 256
+max_eval_samples = 128
+teacher_epochs = 1
+student_epochs = 1
+precision = "fp32"
+""")
+    env = dict(os.environ, KD_PROFILES=str(tmp_path / "profiles.toml"), KD_CACHE_DIR=str(tmp_path / "cache"),
+               KD_CHECKPOINT_DIR=str(tmp_path / "checkpoints"), KD_RUNS_DIR=str(tmp_path / "runs"),
+               CUDA_VISIBLE_DEVICES="")
+    commands = [[sys.executable, "-m", "kdcourse.teacher", "--profile", "localhub"],
+                [sys.executable, str(REFERENCE / "run_reference.py"), "--profile", "localhub", "--seeds", "0",
+                 "--sweep_temperatures", "2", "--sweep_alphas", "0.5", "--notebook", "false"]]
+    for command in commands:
+        done = subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+    teacher = tmp_path / "checkpoints" / "localhub" / "teacher"
+    from kdcourse.data import load_label_names
+    id2label = json.loads((teacher / "config.json").read_text())["id2label"]
+    assert [id2label[str(i)] for i in range(len(id2label))] == load_label_names()
+    metrics = json.loads((tmp_path / "runs" / "localhub" / "metrics.json").read_text())
+    for name in ("teacher", "student_hard", "student_distilled"):
+        assert ROW_KEYS <= set(metrics[name]), name
+    assert metrics["teacher"]["params"] > metrics["student_distilled"]["params"]
