@@ -3,30 +3,20 @@
 On CPU the unpadding and window logic run with `reference_varlen_kernel`; the `gpu` tests compare
 PyTorch's FlashAttention varlen kernel itself (bf16) with SDPA and are skipped without CUDA.
 """
+import sys
+from pathlib import Path
+
 import pytest
 import torch
-from transformers import AutoModelForSequenceClassification, ModernBertConfig
+from transformers import AutoModelForSequenceClassification
 
 from kdcourse import attention
 from kdcourse.models import attention_implementation
 
+sys.path.insert(0, str(Path(__file__).parent / "support"))
+from tiny_modernbert import padded_batch, small_config  # noqa: E402
+
 needs_cuda = pytest.mark.skipif(not attention.varlen_available(), reason="needs a CUDA GPU and torch varlen_attn")
-
-
-def small_config(**overrides):
-    values = dict(vocab_size=300, hidden_size=64, num_hidden_layers=4, num_attention_heads=4,
-                  intermediate_size=96, local_attention=16, global_attn_every_n_layers=2, pad_token_id=0,
-                  bos_token_id=1, eos_token_id=2, cls_token_id=1, sep_token_id=2,
-                  classifier_pooling="mean", num_labels=5, max_position_embeddings=512)
-    return ModernBertConfig(**(values | overrides))
-
-
-def padded_batch(lengths, seq, vocab=300, seed=1):
-    """input_ids [batch, seq] and attention_mask [batch, seq], right-padded to `seq`."""
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(3, vocab, (len(lengths), seq), generator=g)
-    mask = (torch.arange(seq)[None, :] < torch.tensor(lengths)[:, None]).long()
-    return ids * mask, mask
 
 
 def logits_and_grad(config, implementation, ids, mask, device="cpu", dtype=None, **kwargs):

@@ -34,12 +34,24 @@ def test_gpu_profile_benchmarks_the_released_shapes():
 def test_bench_runs_on_the_smoke_models(tmp_path):
     """The entry function times all three measurements and writes their ratios."""
     out = tmp_path / "bench.json"
-    results = bench.main(["--profile", "smoke", "--steps", "2", "--warmup", "1",
-                          "--soft_label_batches", "1", "--out", str(out)])
+    results = bench.main(["--profile", "smoke", "--steps", "2", "--warmup", "1", "--soft_label_batches", "1",
+                          "--compare_attention", "kd_varlen", "--kernel_table", "5", "--packed_tokens", "256",
+                          "--out", str(out)])
     assert json.loads(out.read_text())["ratios"] == pytest.approx(results["ratios"])
-    for name in ("reference", "trainer", "soft_labels"):
+    for name in ("reference", "reference_kd_varlen", "reference_packed", "trainer", "soft_labels"):
         assert results[name]["tokens_per_s"] > 0, name
     assert results["ratios"]["reference_over_trainer"] > 0
+    assert results["reference_kd_varlen"]["attention"] == "kd_varlen"
+    assert results["reference"]["profiled_host_ms"] > 0 and "aten::" in results["reference"]["kernel_table"]
+
+
+def test_a_failed_optional_row_is_reported_and_the_rest_kept(tmp_path):
+    """An unknown attention fails its own row only; the other measurements and ratios are written."""
+    results = bench.main(["--profile", "smoke", "--steps", "1", "--warmup", "0", "--soft_label_batches", "1",
+                          "--trainer", "false", "--compare_attention", "no_such_attention",
+                          "--out", str(tmp_path / "bench.json")])
+    assert "reference_no_such_attention" in results["errors"]
+    assert results["reference"]["tokens_per_s"] > 0 and "soft_labels_over_reference" in results["ratios"]
 
 
 def test_bench_imports_without_datasets():

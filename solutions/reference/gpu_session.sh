@@ -17,8 +17,8 @@ from kdcourse.models import attention_implementation
 print(f"torch {torch.__version__}, transformers {transformers.__version__}, varlen_attn "
       f"{torch_varlen_kernel() is not None}, usable {varlen_available()}, auto -> {attention_implementation()}")
 PY
-# 1. kd_varlen against SDPA and the reference kernel (bf16), both unpadding paths
-timeout 150 $PY -m pytest -q -p no:cacheprovider tests/test_attention.py 2>&1 | tail -3
+# 1. kd_varlen and packing against SDPA and the reference kernel (bf16)
+timeout 150 $PY -m pytest -q -p no:cacheprovider tests/test_attention.py tests/test_packing.py 2>&1 | tail -3
 
 bench() {  # bench NAME ARGS...: one process per row set, its own time limit; the JSON goes to $OUT
     local name=$1; shift
@@ -26,16 +26,19 @@ bench() {  # bench NAME ARGS...: one process per row set, its own time limit; th
     timeout "${LIMIT:-150}" $PY -m kdcourse.bench --profile gpu --kernel_table 12 --steps 15 --warmup 2 \
         --out "$OUT/$name.json" "$@" > "$log" 2>&1
     local rc=$?
-    echo "== $name (exit $rc): $*"; grep -A12 "^measurement" "$log" || tail -5 "$log"
+    echo "== $name (exit $rc): $*"; grep -A14 "^measurement" "$log" || tail -5 "$log"
     [ $rc -eq 0 ] || cp "$log" "$OUT/"
 }
-# 2. the profile's batch (32), eager and compiled per layer, against the Trainer; soft labels
+# Most informative first: each step ends well inside its limit, and its JSON is written row by row.
+# 2. the profile's batch (32): eager and compiled per layer, kd_varlen, the Trainer, soft labels
 bench b32 --attention sdpa --compare_attention kd_varlen --compile true
-# 3. batch 128: compiled per layer with SDPA, then with kd_varlen (fixed-shape unpadding under compile)
+# 3. packed rows (no padding, no masks, one shape) of 8k tokens (~38 texts, like batch 32), eager and compiled
+bench packed8k --attention sdpa --trainer false --soft_label_batches 1 --packed_tokens 8192 --compile true
+# 4. batch 128 compiled per layer: SDPA, then kd_varlen (fixed-shape unpadding under compile)
 bench b128_sdpa --attention sdpa --batch_size 128 --trainer false --soft_label_batches 1 --compile true
 bench b128_varlen --attention kd_varlen --batch_size 128 --trainer false --soft_label_batches 1 --compile true
-# 4. CUDA graphs (fewer launches: the compiled step is still host-bound), every shape recorded first
-LIMIT=200 bench b128_graphs --attention sdpa --batch_size 128 --trainer false --soft_label_batches 1 \
+# 5. CUDA graphs against the host overhead: packed 32k-token rows (static shapes), then batch 128
+LIMIT=200 bench packed32k_graphs --attention sdpa --trainer false --soft_label_batches 1 --packed_tokens 32768 \
     --compile true --compile_mode reduce-overhead
-LIMIT=200 bench b128_varlen_graphs --attention kd_varlen --batch_size 128 --trainer false --soft_label_batches 1 \
+LIMIT=200 bench b128_graphs --attention sdpa --batch_size 128 --trainer false --soft_label_batches 1 \
     --compile true --compile_mode reduce-overhead

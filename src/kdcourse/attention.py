@@ -49,6 +49,7 @@ def varlen_available(device: str | torch.device | None = None) -> bool:
     return device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0)
 
 
+@torch.compiler.disable  # a Python loop over sequences: never worth tracing
 def reference_varlen_kernel(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, *, scale=None,
                             window_size=(-1, -1), **unused):
     """The same contract as `varlen_attn`, one SDPA call per sequence: for CPUs and tests.
@@ -56,6 +57,8 @@ def reference_varlen_kernel(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k,
     out = torch.empty_like(query)
     bounds = cu_seq_q.tolist()
     for start, end in zip(bounds[:-1], bounds[1:]):
+        if end == start:  # zero-length sequences pad a packed batch's boundaries
+            continue
         q, k, v = (x[start:end].transpose(0, 1) for x in (query, key, value))  # [heads, n, dim]
         mask = None
         if window_size != (-1, -1):
@@ -106,6 +109,7 @@ def varlen_attention(module, query, key, value, attention_mask, scaling=None, dr
     attention_mask: [batch, seq] bool or None (what `flash_attention_mask` builds);
     sliding_window: ModernBERT's local layers pass half-window + 1, as for flash_attn.
     static: fixed-shape unpadding without a host sync (default: only while torch.compile traces).
+    kwargs may carry `cu_seq_lens_q` [sequences + 1] and `max_length_q` for texts packed in one row.
     Returns ([batch, seq, heads, head_dim], None)."""
     if dropout:
         raise ValueError(f"{VARLEN} has no attention dropout; got dropout={dropout}. Set the config's "
@@ -116,7 +120,11 @@ def varlen_attention(module, query, key, value, attention_mask, scaling=None, dr
     if static is None:
         static = torch.compiler.is_compiling()
     valid = None
-    if attention_mask is not None and static:
+    if kwargs.get("cu_seq_lens_q") is not None:  # packed texts in one row (kdcourse.packing)
+        if batch != 1 or attention_mask is not None:
+            raise ValueError("packed sequences (cu_seq_lens_q) come as one row without an attention mask")
+        indices, cu, max_len = None, kwargs["cu_seq_lens_q"], kwargs.get("max_length_q") or seq
+    elif attention_mask is not None and static:
         indices, valid, cu = static_unpad_metadata(attention_mask, batch, seq)
         max_len = seq  # an upper bound is enough for the kernel's grid
     else:

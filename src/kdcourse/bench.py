@@ -18,6 +18,7 @@ the window on local ones), against the card's dense bf16 peak. Imports nothing f
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import math
@@ -66,6 +67,8 @@ class BenchConfig:
                                "(one compilation shared by all, attention left eager); model: the whole model"})
     compile_mode: str = field(default="default", metadata={"help": "torch.compile mode: default, "
                               "reduce-overhead (CUDA graphs: fewer launches), max-autotune-no-cudagraphs"})
+    packed_tokens: int = field(default=0, metadata={"help": "also time the step on texts packed into rows of "
+                               "this many tokens (kdcourse.packing; kd_varlen or flash_attention_2); 0: off"})
     kernel_table: int = field(default=0, metadata={"help": "profile 3 steps of each reference measurement: host "
                               "and GPU time per step, and the top N kernels of the first (0: off)"})
     pad_to_multiple_of: int = field(default=64, metadata={"help": "round padded lengths up to this "
@@ -253,6 +256,60 @@ def bench_reference(student, examples, loss_fn, cfg, ctx, compiled: bool = False
     return result_row(tokens, flops, seconds, ctx["peak"], **row, steps=cfg.steps)
 
 
+def bench_packed(student, examples, loss_fn, cfg, ctx, compiled: bool = False) -> dict:
+    """The distillation step on packed rows of `cfg.packed_tokens` tokens: one input shape, no padding
+    and no masks (`kdcourse.packing`); otherwise as `bench_reference`."""
+    from kdcourse.packing import PackedCollator, pack_by_length, packed_logits
+    device, timer = ctx["device"], Timer(ctx["device"])
+    cuda = device.startswith("cuda")
+    if compiled:
+        compile_student(student, "layers", cfg.compile_mode)
+    optimizer = torch.optim.AdamW(student.parameters(), lr=5e-5, fused=cuda)
+    # Just enough texts to fill the packs: first-fit decreasing then spreads long and short texts evenly.
+    lengths, budget = [len(e["input_ids"]) for e in examples], 0.98 * (cfg.warmup + cfg.steps) * cfg.packed_tokens
+    count = next((i for i, total in enumerate(itertools.accumulate(lengths)) if total > budget), len(lengths))
+    packs = pack_by_length(lengths[:count], cfg.packed_tokens)[: cfg.warmup + cfg.steps]
+    if len(packs) < cfg.warmup + cfg.steps:
+        raise ValueError(f"{len(examples)} examples make only {len(packs)} packs of {cfg.packed_tokens} tokens; "
+                         f"lower --packed_tokens or --steps")
+    collate = PackedCollator(ctx["pad_token_id"], cfg.packed_tokens, ctx["max_length"])
+    loader = torch.utils.data.DataLoader(examples, batch_sampler=packs, collate_fn=collate, pin_memory=cuda)
+
+    def train_step(batch):
+        batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+        with torch.autocast(torch.device(device).type, dtype=ctx["autocast_dtype"],
+                            enabled=ctx["autocast_dtype"] is not None):
+            logits = packed_logits(student, batch)
+        loss = loss_fn(logits, batch["teacher_logits"], batch["labels"], temperature=cfg.temperature,
+                       alpha=cfg.alpha)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    row = {"attention": student.config._attn_implementation, "batch_size": f"{cfg.packed_tokens} tok",
+           "compiled": f"layers/{cfg.compile_mode}" if compiled else None}
+    with peak_memory(device, row):
+        tokens = flops = 0.0
+        student.train()
+        for step, batch in enumerate(loader):
+            if step == cfg.warmup:
+                start = timer.now()
+            if step >= cfg.warmup:
+                lengths = torch.diff(batch["cu_seqlens"])[: len(batch["labels"])].tolist()
+                tokens += sum(lengths)
+                flops += sum(ctx["student_flops"](n) for n in lengths)
+            loss = train_step(batch)
+        seconds = timer.now() - start
+    if not math.isfinite(loss.item()):
+        raise RuntimeError(f"packed step: loss is {loss.item()}")
+    if cfg.kernel_table:
+        row.update(kernel_table(train_step, [collate([examples[i] for i in p]) for p in packs[:3]],
+                                cfg.kernel_table, cuda))
+    return result_row(tokens, flops, seconds, ctx["peak"], **row, steps=cfg.steps,
+                      texts_per_step=sum(len(p) for p in packs[cfg.warmup:]) / cfg.steps)
+
+
 def kernel_table(step, batches, rows: int, cuda: bool) -> dict:
     """Profile `step` on `batches`: host time and GPU kernel time per step (a step whose host time
     exceeds its GPU time is launch-bound) and the `rows` most expensive operations."""
@@ -345,6 +402,7 @@ def bench_trainer(student, examples, loss_fn, cfg, ctx) -> dict:
 def run_bench(cfg: BenchConfig, save=lambda results: None) -> dict:
     """Every measurement of `cfg`; returns a dict of rows and ratios. `save(results)` runs after
     each measurement, so what was measured before a failure is kept."""
+    from kdcourse.models import attention_implementation
     from kdcourse.notebook import load_graded_functions
     from kdcourse.paths import SOLUTION_NOTEBOOK
     from kdcourse.profiles import get_profile
@@ -356,7 +414,7 @@ def run_bench(cfg: BenchConfig, save=lambda results: None) -> dict:
     card, peak = peak_flops(device)
     batch_size = cfg.batch_size or profile.train_batch_size
     max_length = cfg.max_length or profile.max_length
-    ctx = {"device": device, "peak": peak, "batch_size": batch_size,
+    ctx = {"device": device, "peak": peak, "batch_size": batch_size, "max_length": max_length,
            "eval_batch_size": cfg.eval_batch_size or profile.eval_batch_size,
            "autocast_dtype": torch.bfloat16 if device.startswith("cuda") else None}
     if device.startswith("cuda"):
@@ -400,6 +458,18 @@ def run_bench(cfg: BenchConfig, save=lambda results: None) -> dict:
                                student_config.vocab_size, student_config.num_labels, seed=1)
         attempt(f"reference_batch{size}", lambda: bench_reference(
             build_model(student_config, device), more, graded.distillation_loss, cfg, ctx | {"batch_size": size}))
+    if cfg.packed_tokens:  # packed rows need varlen attention: flash_attn if installed, else kd_varlen
+        packed_attention = "flash_attention_2" if attention_implementation() == "flash_attention_2" else "kd_varlen"
+        packed_config = bench_model_config(profile, "student", attention=packed_attention)
+        n_packed = 2 * (cfg.warmup + cfg.steps) * cfg.packed_tokens // min(cfg.median_length, max_length)
+        packed_examples = random_examples(n_packed, max_length, min(cfg.median_length, max_length),
+                                          student_config.vocab_size, student_config.num_labels, seed=2)
+        attempt("reference_packed", lambda: bench_packed(build_model(packed_config, device), packed_examples,
+                                                         graded.distillation_loss, cfg, ctx))
+        if cfg.compile:
+            attempt("reference_packed_compiled", lambda: bench_packed(
+                build_model(packed_config, device), packed_examples, graded.distillation_loss, cfg, ctx,
+                compiled=True))
     del student
     # 2. the Trainer baseline on the same examples and loss, from fresh weights
     if cfg.trainer:
@@ -438,7 +508,7 @@ def format_table(results: dict) -> str:
     lines = [f"bench {results['profile']} on {results['device']} (torch {results['torch']}, max length "
              f"{results['max_length']}, mean length {results['mean_length']:.0f}; student "
              f"{results['student_params'] / 1e6:.1f}M, teacher {results['teacher_params'] / 1e6:.1f}M parameters)",
-             f"{'measurement':<24}{'attention':<19}{'batch':>6}{'tokens/s':>12}{'TFLOP/s':>9}{'MFU':>8}{'mem GB':>8}"]
+             f"{'measurement':<28}{'attention':<19}{'batch':>6}{'tokens/s':>12}{'TFLOP/s':>9}{'MFU':>8}{'mem GB':>8}"]
     names = ["reference", *(k for k in results if k.startswith("reference_") and isinstance(results[k], dict)),
              "trainer", "soft_labels"]
     for name in names:
@@ -448,7 +518,7 @@ def format_table(results: dict) -> str:
             mem = f"{r['peak_memory_gb']:.1f}" if r["peak_memory_gb"] is not None else "n/a"
             attention = r.get("attention", results["attention"]) + (" +compile" if r.get("compiled") else "")
             batch = r.get("batch_size", "")
-            lines.append(f"{name:<24}{attention:<19}{batch:>6}{r['tokens_per_s']:>12,.0f}{r['tflops']:>9.1f}"
+            lines.append(f"{name:<28}{attention:<19}{batch:>6}{r['tokens_per_s']:>12,.0f}{r['tflops']:>9.1f}"
                          f"{mfu:>8}{mem:>8}"
                          + (f"  host {r['profiled_host_ms']:.0f} / GPU {r['profiled_gpu_ms']:.0f} ms per step"
                             if "profiled_host_ms" in r else ""))
