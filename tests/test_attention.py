@@ -55,6 +55,8 @@ def test_unpad_metadata_offsets_and_cache():
     indices, cu, longest = attention.unpad_metadata(mask, 2, 4, "cpu")
     assert indices.tolist() == [0, 1, 2, 4, 5] and cu.tolist() == [0, 3, 5] and longest == 3
     assert attention.unpad_metadata(mask[:, -4:], 2, 4, "cpu")[0] is indices  # shared across layers
+    mask[1, 2] = True  # edited in place: not the cached answer
+    assert attention.unpad_metadata(mask, 2, 4, "cpu")[1].tolist() == [0, 3, 6]
     other = torch.tensor([[1, 0, 0, 0], [1, 1, 1, 1]], dtype=torch.bool)
     assert attention.unpad_metadata(other, 2, 4, "cpu")[1].tolist() == [0, 1, 5]
     none_indices, cu, longest = attention.unpad_metadata(None, 2, 4, "cpu")

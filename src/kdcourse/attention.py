@@ -69,7 +69,7 @@ def reference_varlen_kernel(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k,
     return out
 
 
-_last_unpad: list = [None, None]  # [weakref to the 2D mask, its (indices, cu_seqlens, max_len)]
+_last_unpad: list = [None, None, None]  # [weakref to the 2D mask, (indices, cu_seqlens, max_len), key]
 
 
 def unpad_metadata(attention_mask: torch.Tensor | None, batch: int, seq: int, device):
@@ -80,14 +80,15 @@ def unpad_metadata(attention_mask: torch.Tensor | None, batch: int, seq: int, de
         cu = torch.arange(0, (batch + 1) * seq, seq, dtype=torch.int32, device=device)
         return None, cu, seq
     base = attention_mask if attention_mask._base is None else attention_mask._base
-    if _last_unpad[0] is not None and _last_unpad[0]() is base and base.shape == attention_mask.shape:
+    key = (base.shape == attention_mask.shape, base._version)  # _version: in-place edits of the mask
+    if _last_unpad[0] is not None and _last_unpad[0]() is base and _last_unpad[2] == key and key[0]:
         return _last_unpad[1]
     mask = attention_mask.bool()
     lengths = mask.sum(dim=1, dtype=torch.int32)
     indices = mask.flatten().nonzero().squeeze(1)  # the one host sync: the token count
     cu = F.pad(lengths.cumsum(0, dtype=torch.int32), (1, 0))
     meta = (indices, cu, int(lengths.max()))
-    _last_unpad[:] = [weakref.ref(base), meta]
+    _last_unpad[:] = [weakref.ref(base), meta, key]
     return meta
 
 
