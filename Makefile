@@ -20,7 +20,7 @@ NB_RELEASE := assignments/week6_distillation/distillation.ipynb
 # nbgrader runs `alembic` by name: the venv's bin folder goes first on PATH.
 NBGRADER := PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/nbgrader
 
-.PHONY: help venv test data data-full teacher reference bench release validate grade clean-venv
+.PHONY: help venv test data data-full teacher reference bench gpu-check release validate grade clean-venv
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -51,6 +51,9 @@ reference: $(STAMP)  ## the whole reference experiment -> runs/<profile>/ (teach
 
 bench: $(STAMP)  ## throughput, MFU and memory of the distillation step vs a HF Trainer baseline
 	$(PY) solutions/reference/bench.py --profile $(PROFILE)
+
+gpu-check: $(STAMP)  ## on a GPU: attention/packing checks and the benchmark matrix -> runs/gpu/session/
+	PY=$(abspath $(PY)) bash solutions/reference/gpu_session.sh
 
 release: $(STAMP)  ## regenerate assignments/ (student notebook) from solutions/ with nbgrader
 	@mkdir -p .cache
