@@ -32,6 +32,7 @@ def test_collator_layout():
     assert batch["doc_ids"].tolist() == [0, 0, 0, 1, 1] + [2] * 11
     assert batch["cu_seqlens"].tolist() == [0, 3, 5, 9, 13, 16] + [16] * (collate.max_sequences - 5)
     assert batch["max_length"] == 4 and batch["labels"].tolist() == [1, 0]
+    assert batch["lengths"].tolist() == [3, 2]
     with pytest.raises(ValueError, match="do not fit"):
         collate([{"input_ids": [5] * 5, "label": 0}])
 

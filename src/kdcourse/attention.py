@@ -69,6 +69,13 @@ def reference_varlen_kernel(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k,
     return out
 
 
+def _lengths_and_offsets(attention_mask: torch.Tensor):
+    """(mask [batch, seq] bool, lengths [batch] int32, cu_seqlens [batch + 1] int32) of a 2D mask."""
+    mask = attention_mask.bool()
+    lengths = mask.sum(dim=1, dtype=torch.int32)
+    return mask, lengths, F.pad(lengths.cumsum(0, dtype=torch.int32), (1, 0))
+
+
 _last_unpad: list = [None, None, None]  # [weakref to the 2D mask, (indices, cu_seqlens, max_len), key]
 
 
@@ -83,10 +90,8 @@ def unpad_metadata(attention_mask: torch.Tensor | None, batch: int, seq: int, de
     key = (base.shape == attention_mask.shape, base._version)  # _version: in-place edits of the mask
     if _last_unpad[0] is not None and _last_unpad[0]() is base and _last_unpad[2] == key and key[0]:
         return _last_unpad[1]
-    mask = attention_mask.bool()
-    lengths = mask.sum(dim=1, dtype=torch.int32)
+    mask, lengths, cu = _lengths_and_offsets(attention_mask)
     indices = mask.flatten().nonzero().squeeze(1)  # the one host sync: the token count
-    cu = F.pad(lengths.cumsum(0, dtype=torch.int32), (1, 0))
     meta = (indices, cu, int(lengths.max()))
     _last_unpad[:] = [weakref.ref(base), meta, key]
     return meta
@@ -96,10 +101,8 @@ def static_unpad_metadata(attention_mask: torch.Tensor, batch: int, seq: int):
     """The same unpadding with fixed shapes and no host sync, for torch.compile and CUDA graphs:
     (order [batch * seq]: token positions first, in order, then padding; valid [batch * seq] bool,
     True on the first `tokens` rows of that order; cu_seqlens [batch + 1] int32)."""
-    mask = attention_mask.bool()
-    lengths = mask.sum(dim=1, dtype=torch.int32)
+    mask, _, cu = _lengths_and_offsets(attention_mask)
     order = torch.argsort((~mask.flatten()).to(torch.uint8), stable=True)
-    cu = F.pad(lengths.cumsum(0, dtype=torch.int32), (1, 0))
     valid = torch.arange(batch * seq, device=mask.device) < cu[-1]
     return order, valid, cu
 

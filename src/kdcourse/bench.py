@@ -201,10 +201,52 @@ def result_row(tokens: float, flops: float, seconds: float, peak: float | None, 
             "mfu": flops / seconds / peak if peak else None, "seconds": seconds, **extra}
 
 
+def distillation_step(forward, loss_fn, optimizer, cfg, ctx):
+    """One training step on a batch from a collator: to the device (non-blocking), `forward(batch)` ->
+    logits [texts, num_labels] under autocast, the graded loss, backward, optimizer. Returns the loss."""
+    device, dtype = ctx["device"], ctx["autocast_dtype"]
+
+    def step(batch):
+        batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+        with torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype is not None):
+            logits = forward(batch)
+        loss = loss_fn(logits, batch["teacher_logits"], batch["labels"], temperature=cfg.temperature,
+                       alpha=cfg.alpha)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss
+    return step
+
+
+def time_steps(name, step, loader, warm_batches, text_lengths, row, cfg, ctx) -> dict:
+    """Run `warm_batches` untimed (compilation, CUDA-graph recording, allocator), then `cfg.warmup`
+    steps of `loader`, then time `cfg.steps` more, counting tokens and FLOPs from `text_lengths(batch)`
+    (real tokens per text, known on the host). Optionally profiles 3 more steps (`cfg.kernel_table`)."""
+    timer = Timer(ctx["device"])
+    with peak_memory(ctx["device"], row):
+        tokens = flops = 0.0
+        for batch in warm_batches:
+            step(batch)
+        for i, batch in enumerate(loader):
+            if i == cfg.warmup:
+                start = timer.now()
+            if i >= cfg.warmup:
+                lengths = text_lengths(batch)
+                tokens += sum(lengths)
+                flops += sum(ctx["student_flops"](n) for n in lengths)
+            loss = step(batch)
+        seconds = timer.now() - start
+    if not math.isfinite(loss.item()):
+        raise RuntimeError(f"{name}: loss is {loss.item()} (random weights should not do this)")
+    if cfg.kernel_table:
+        row.update(kernel_table(step, warm_batches[:3], cfg.kernel_table, ctx["device"].startswith("cuda")))
+    return result_row(tokens, flops, seconds, ctx["peak"], **row, steps=cfg.steps)
+
+
 def bench_reference(student, examples, loss_fn, cfg, ctx, compiled: bool = False) -> dict:
     """The reference distillation step: grouped batches, pinned, non-blocking, bf16, fused AdamW."""
-    device, timer = ctx["device"], Timer(ctx["device"])
-    cuda = device.startswith("cuda")
+    cuda = ctx["device"].startswith("cuda")
     model = compile_student(student, cfg.compile_scope, cfg.compile_mode) if compiled else student
     optimizer = torch.optim.AdamW(student.parameters(), lr=5e-5, fused=cuda)
     lengths = [len(e["input_ids"]) for e in examples]
@@ -212,57 +254,27 @@ def bench_reference(student, examples, loss_fn, cfg, ctx, compiled: bool = False
     collate = PadCollator(ctx["pad_token_id"], cfg.pad_to_multiple_of)
     loader = torch.utils.data.DataLoader(examples, batch_sampler=batches, collate_fn=collate,
                                          pin_memory=cuda)
-
-    def train_step(batch):
-        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-        with torch.autocast(torch.device(device).type, dtype=ctx["autocast_dtype"],
-                            enabled=ctx["autocast_dtype"] is not None):
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        loss = loss_fn(logits, batch["teacher_logits"], batch["labels"],
-                       temperature=cfg.temperature, alpha=cfg.alpha)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return loss
-
-    # One step per distinct padded shape first, so that compilation (torch.compile, cuBLAS and
-    # allocator warm-up) of any shape the timed steps meet stays out of the timing.
+    step = distillation_step(lambda b: model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits,
+                             loss_fn, optimizer, cfg, ctx)
+    # Each padded shape the timed steps meet runs first, so its compilation stays out of the timing;
+    # CUDA graphs record on a shape's second call and replay from its third.
     shapes = {}
     for b in batches[cfg.warmup:]:
-        multiple = cfg.pad_to_multiple_of or 1
-        padded = math.ceil(max(lengths[i] for i in b) / multiple) * multiple
-        shapes.setdefault((len(b), padded), b)
+        batch = collate([examples[i] for i in b])
+        shapes.setdefault(tuple(batch["input_ids"].shape), batch)
+    repeats = 3 if compiled and cfg.compile_mode == "reduce-overhead" else 1
     row = {"attention": student.config._attn_implementation, "batch_size": ctx["batch_size"],
            "compiled": f"{cfg.compile_scope}/{cfg.compile_mode}" if compiled else None}
-    with peak_memory(device, row):
-        tokens = flops = 0.0
-        model.train()
-        for b in shapes.values():  # CUDA graphs record on a shape's second call, replay from its third
-            for _ in range(3 if compiled and cfg.compile_mode == "reduce-overhead" else 1):
-                train_step(collate([examples[i] for i in b]))
-        for step, batch in enumerate(loader):
-            if step == cfg.warmup:
-                start = timer.now()
-            if step >= cfg.warmup:  # count what the timed steps do (lengths are known on the host)
-                lengths = batch["attention_mask"].sum(1).tolist()
-                tokens += sum(lengths)
-                flops += sum(ctx["student_flops"](n) for n in lengths)
-            loss = train_step(batch)
-        seconds = timer.now() - start
-    if not math.isfinite(loss.item()):
-        raise RuntimeError(f"reference step: loss is {loss.item()} (random weights should not do this)")
-    if cfg.kernel_table:
-        row.update(kernel_table(train_step, [collate([examples[i] for i in b]) for b in batches[:3]],
-                                cfg.kernel_table, cuda))
-    return result_row(tokens, flops, seconds, ctx["peak"], **row, steps=cfg.steps)
+    model.train()
+    return time_steps("reference step", step, loader, list(shapes.values()) * repeats,
+                      lambda batch: batch["attention_mask"].sum(1).tolist(), row, cfg, ctx)
 
 
 def bench_packed(student, examples, loss_fn, cfg, ctx, compiled: bool = False) -> dict:
     """The distillation step on packed rows of `cfg.packed_tokens` tokens: one input shape, no padding
     and no masks (`kdcourse.packing`); otherwise as `bench_reference`."""
     from kdcourse.packing import PackedCollator, pack_by_length, packed_logits
-    device, timer = ctx["device"], Timer(ctx["device"])
-    cuda = device.startswith("cuda")
+    cuda = ctx["device"].startswith("cuda")
     if compiled:
         compile_student(student, "layers", cfg.compile_mode)
     optimizer = torch.optim.AdamW(student.parameters(), lr=5e-5, fused=cuda)
@@ -275,42 +287,14 @@ def bench_packed(student, examples, loss_fn, cfg, ctx, compiled: bool = False) -
                          f"lower --packed_tokens or --steps")
     collate = PackedCollator(ctx["pad_token_id"], cfg.packed_tokens, ctx["max_length"])
     loader = torch.utils.data.DataLoader(examples, batch_sampler=packs, collate_fn=collate, pin_memory=cuda)
-
-    def train_step(batch):
-        batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
-        with torch.autocast(torch.device(device).type, dtype=ctx["autocast_dtype"],
-                            enabled=ctx["autocast_dtype"] is not None):
-            logits = packed_logits(student, batch)
-        loss = loss_fn(logits, batch["teacher_logits"], batch["labels"], temperature=cfg.temperature,
-                       alpha=cfg.alpha)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return loss
-
+    step = distillation_step(lambda b: packed_logits(student, b), loss_fn, optimizer, cfg, ctx)
     row = {"attention": student.config._attn_implementation, "batch_size": f"{cfg.packed_tokens} tok",
-           "compiled": f"layers/{cfg.compile_mode}" if compiled else None}
-    with peak_memory(device, row):
-        tokens = flops = 0.0
-        student.train()
-        for _ in range(3):  # one shape for all packs: compile, then CUDA graphs record, out of the timing
-            train_step(collate([examples[i] for i in packs[0]]))
-        for step, batch in enumerate(loader):
-            if step == cfg.warmup:
-                start = timer.now()
-            if step >= cfg.warmup:
-                lengths = torch.diff(batch["cu_seqlens"])[: len(batch["labels"])].tolist()
-                tokens += sum(lengths)
-                flops += sum(ctx["student_flops"](n) for n in lengths)
-            loss = train_step(batch)
-        seconds = timer.now() - start
-    if not math.isfinite(loss.item()):
-        raise RuntimeError(f"packed step: loss is {loss.item()}")
-    if cfg.kernel_table:
-        row.update(kernel_table(train_step, [collate([examples[i] for i in p]) for p in packs[:3]],
-                                cfg.kernel_table, cuda))
-    return result_row(tokens, flops, seconds, ctx["peak"], **row, steps=cfg.steps,
-                      texts_per_step=sum(len(p) for p in packs[cfg.warmup:]) / cfg.steps)
+           "compiled": f"layers/{cfg.compile_mode}" if compiled else None,
+           "texts_per_step": sum(len(p) for p in packs[cfg.warmup:]) / cfg.steps}
+    student.train()
+    # One shape for all packs: three untimed steps cover compilation and CUDA-graph recording.
+    warm = [collate([examples[i] for i in p]) for p in packs[:3]]
+    return time_steps("packed step", step, loader, warm, lambda batch: batch["lengths"].tolist(), row, cfg, ctx)
 
 
 def kernel_table(step, batches, rows: int, cuda: bool) -> dict:

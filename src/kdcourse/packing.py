@@ -36,7 +36,8 @@ def pack_by_length(lengths: list[int], budget: int) -> list[list[int]]:
 
 class PackedCollator:
     """Examples (`input_ids`, `label`, optional `teacher_logits`) -> one packed row of `budget` tokens:
-    input_ids, position_ids, doc_ids [budget]; cu_seqlens [max_sequences + 1] int32; labels [texts];
+    input_ids, position_ids, doc_ids [budget]; cu_seqlens [max_sequences + 1] int32; labels and
+    lengths [texts];
     teacher_logits [texts, num_labels]; max_length (an int, the same for every pack).
     The padding tail is cut into sequences of at most `max_length` tokens that pool into a dummy slot,
     and cu_seqlens ends in zero-length sequences: every pack has the same shapes, and the kernel
@@ -63,7 +64,8 @@ class PackedCollator:
         cu = torch.full((self.max_sequences + 1,), self.budget, dtype=torch.int32)
         cu[: len(sizes) + 1] = torch.cat([torch.zeros(1, dtype=torch.long), sizes.cumsum(0)]).int()
         batch = {"input_ids": input_ids, "position_ids": position_ids, "doc_ids": doc_ids, "cu_seqlens": cu,
-                 "labels": torch.tensor([item["label"] for item in items]), "max_length": self.max_length}
+                 "labels": torch.tensor([item["label"] for item in items]), "lengths": sizes[: len(items)],
+                 "max_length": self.max_length}
         if "teacher_logits" in items[0]:
             batch["teacher_logits"] = torch.tensor([item["teacher_logits"] for item in items], dtype=torch.float)
         return batch
@@ -81,8 +83,7 @@ def packed_logits(model, batch: dict) -> torch.Tensor:
     hidden = model.model(input_ids=batch["input_ids"][None], position_ids=batch["position_ids"][None],
                          cu_seq_lens_q=cu, cu_seq_lens_k=cu, max_length_q=longest,
                          max_length_k=longest).last_hidden_state[0]  # [budget, hidden]
-    texts, doc_ids = len(batch["labels"]), batch["doc_ids"]
-    sums = hidden.new_zeros(texts + 1, hidden.shape[-1]).index_add(0, doc_ids, hidden)
-    counts = torch.bincount(doc_ids, minlength=texts + 1)[:texts, None]
-    pooled = sums[:texts] / counts.to(hidden.dtype)
+    texts = len(batch["labels"])
+    sums = hidden.new_zeros(texts + 1, hidden.shape[-1]).index_add(0, batch["doc_ids"], hidden)
+    pooled = sums[:texts] / batch["lengths"][:, None].to(hidden.dtype)  # the tail's slot is dropped
     return model.classifier(model.drop(model.head(pooled)))
