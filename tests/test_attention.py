@@ -76,6 +76,21 @@ def test_dropout_is_refused_with_a_message():
         attention.varlen_attention(None, q, q, q, None, dropout=0.1)
 
 
+def test_flex_attention_matches_sdpa_forward_on_cpu():
+    """transformers' FlexAttention path (the bench's `--attention flex_attention`): padding masks and
+    +-8-token windows give SDPA's logits. Forward only: FlexAttention has no CPU backward, and on CPU
+    it needs heads of 64 (ModernBERT's width); the gradient check is the `gpu` test below."""
+    config = small_config(hidden_size=128, num_attention_heads=2, num_hidden_layers=2)  # a local, a global
+    ids, mask = padded_batch([40, 25, 7], 40)
+    logits = {}
+    for implementation in ("sdpa", "flex_attention"):
+        torch.manual_seed(0)
+        model = AutoModelForSequenceClassification.from_config(config, attn_implementation=implementation).eval()
+        with torch.no_grad():
+            logits[implementation] = model(input_ids=ids, attention_mask=mask).logits
+    torch.testing.assert_close(logits["flex_attention"], logits["sdpa"], atol=1e-5, rtol=1e-4)
+
+
 def test_cpu_falls_back_to_sdpa():
     if not torch.cuda.is_available():
         assert attention_implementation() == "sdpa"
@@ -111,3 +126,16 @@ def test_varlen_matches_sdpa_on_gpu_modernbert_base_width():
         logits, grad = logits_and_grad(config, attention.VARLEN, ids, mask, "cuda", torch.bfloat16, static=static)
         assert ((logits - ref_logits).norm() / ref_logits.norm()).item() < 2e-2, static
         assert ((grad - ref_grad).norm() / ref_grad.norm()).item() < 5e-2, static
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_flex_attention_matches_sdpa_on_gpu_modernbert_base_width():
+    """FlexAttention, logits and gradients, at ModernBERT-base width and window (bf16)."""
+    config = small_config(vocab_size=50368, hidden_size=768, num_attention_heads=12, intermediate_size=1152,
+                          local_attention=128, global_attn_every_n_layers=3)
+    ids, mask = padded_batch([512, 300, 129, 20], 512, vocab=50368)
+    ref_logits, ref_grad = logits_and_grad(config, "sdpa", ids, mask, "cuda", torch.bfloat16)
+    logits, grad = logits_and_grad(config, "flex_attention", ids, mask, "cuda", torch.bfloat16)
+    assert ((logits - ref_logits).norm() / ref_logits.norm()).item() < 2e-2
+    assert ((grad - ref_grad).norm() / ref_grad.norm()).item() < 5e-2

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from kdcourse import bench
 from kdcourse.profiles import get_profile
@@ -63,3 +64,20 @@ def test_bench_imports_without_datasets():
             "assert 'datasets' not in sys.modules\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_compiled_error_catches_a_wrong_compilation():
+    """The bench's compiled-vs-eager check: an exact backend gives 0, a backend whose graph doubles its
+    outputs gives a relative error of 1 (force_eager runs the original Python)."""
+    linear = torch.nn.Linear(4, 3)
+    batch = {"x": torch.randn(5, 4)}
+    ctx = {"device": "cpu", "autocast_dtype": None}
+
+    def doubling_backend(graph, example_inputs):
+        return lambda *args: [2 * out for out in graph(*args)]
+
+    for backend, expected in (("eager", 0.0), (doubling_backend, 1.0)):
+        torch._dynamo.reset()
+        compiled = torch.compile(linear, backend=backend)
+        error = bench.compiled_error(lambda b: compiled(b["x"]), batch, ctx)
+        assert error == pytest.approx(expected, abs=1e-6), backend

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks and the benchmark matrix in one go (about 5 minutes on an H200), for a machine with a
+# The GPU checks and the benchmark matrix in one go (about 6 minutes on an H200), for a machine with a
 # CUDA GPU and no internet: needs torch and transformers, not datasets or papermill.
 #   bash solutions/reference/gpu_session.sh          # results: $OUT (default runs/gpu/session)/*.json
 # Figures from earlier sessions: solutions/reference/gpu_results/README.md.
@@ -17,8 +17,8 @@ from kdcourse.models import attention_implementation
 print(f"torch {torch.__version__}, transformers {transformers.__version__}, varlen_attn "
       f"{torch_varlen_kernel() is not None}, usable {varlen_available()}, auto -> {attention_implementation()}")
 PY
-# 1. kd_varlen and packing against SDPA and the reference kernel (bf16)
-timeout 150 $PY -m pytest -q -p no:cacheprovider tests/test_attention.py tests/test_packing.py 2>&1 | tail -3
+# 1. kd_varlen, FlexAttention and packing against SDPA and the reference kernel (bf16)
+timeout 200 $PY -m pytest -q -p no:cacheprovider tests/test_attention.py tests/test_packing.py 2>&1 | tail -3
 
 bench() {  # bench NAME ARGS...: one process per row set, its own time limit; the JSON goes to $OUT
     local name=$1; shift
@@ -27,7 +27,7 @@ bench() {  # bench NAME ARGS...: one process per row set, its own time limit; th
         --out "$OUT/$name.json" "$@" > "$log" 2>&1
     local rc=$?
     echo "== $name (exit $rc): $*"; grep -A14 "^measurement" "$log" || tail -5 "$log"
-    [ $rc -eq 0 ] || cp "$log" "$OUT/"
+    [ $rc -eq 0 ] || { echo "== $name (exit $rc)"; cat "$log"; } >> "$OUT/failures.log"  # one file: 8 come back
 }
 # Most informative first: each step ends well inside its limit, and its JSON is written row by row.
 # 2. the profile's batch (32): eager and compiled per layer, kd_varlen, the Trainer, soft labels
@@ -37,6 +37,8 @@ bench packed8k --attention sdpa --trainer false --soft_label_batches 1 --packed_
 # 4. batch 128 compiled per layer: SDPA, then kd_varlen (fixed-shape unpadding under compile)
 bench b128_sdpa --attention sdpa --batch_size 128 --trainer false --soft_label_batches 1 --compile true
 bench b128_varlen --attention kd_varlen --batch_size 128 --trainer false --soft_label_batches 1 --compile true
+# 4b. FlexAttention (transformers' block masks: padding and windows, Triton flash-style kernels)
+bench b128_flex --attention flex_attention --batch_size 128 --trainer false --soft_label_batches 1 --compile true
 # 5. CUDA graphs against the host overhead: packed 32k-token rows (static shapes), then batch 128
 LIMIT=200 bench packed32k_graphs --attention sdpa --trainer false --soft_label_batches 1 --packed_tokens 32768 \
     --compile true --compile_mode reduce-overhead

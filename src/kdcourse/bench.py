@@ -18,6 +18,7 @@ the window on local ones), against the card's dense bf16 peak. Imports nothing f
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import json
 import logging
@@ -59,7 +60,8 @@ class BenchConfig:
     soft_label_batches: int = field(default=8, metadata={"help": "eval batches of the soft-label pass"})
     trainer: bool = field(default=True, metadata={"help": "also time the Hugging Face Trainer baseline"})
     attention: str = field(default="auto", metadata={"help": "attention of the reference step: auto "
-                           "(flash_attention_2 if installed, else sdpa), sdpa, kd_varlen, flash_attention_2, eager"})
+                           "(flash_attention_2 if installed, else sdpa), sdpa, kd_varlen, flex_attention (GPU), "
+                           "flash_attention_2, eager"})
     compare_attention: list[str] = field(default_factory=list, metadata={
         "help": "also time the reference step with these attention implementations (e.g. sdpa kd_varlen)"})
     compile: bool = field(default=False, metadata={"help": "also time the reference step under torch.compile"})
@@ -219,6 +221,22 @@ def distillation_step(forward, loss_fn, optimizer, cfg, ctx):
     return step
 
 
+def compiled_error(forward, batch, ctx) -> float | str:
+    """||compiled - eager|| / ||eager|| of the logits [texts, num_labels] on one batch, same weights
+    (torch.compiler's force_eager stance runs the compiled layers' Python code): a compilation that is
+    fast but wrong shows here (bf16 rounding alone gives about 1e-2). A failure is returned as text."""
+    device, dtype = ctx["device"], ctx["autocast_dtype"]
+    batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+    try:
+        with torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype is not None):
+            compiled = forward(batch).detach().float()
+            with torch.compiler.set_stance("force_eager"):
+                eager = forward(batch).detach().float()
+        return ((compiled - eager).norm() / eager.norm()).item()
+    except Exception as err:  # a diagnostic: the timed row stands without it
+        return f"{type(err).__name__}: {err}"[:300]
+
+
 def time_steps(name, step, loader, warm_batches, text_lengths, row, cfg, ctx) -> dict:
     """Run `warm_batches` untimed (compilation, CUDA-graph recording, allocator), then `cfg.warmup`
     steps of `loader`, then time `cfg.steps` more, counting tokens and FLOPs from `text_lengths(batch)`
@@ -254,8 +272,10 @@ def bench_reference(student, examples, loss_fn, cfg, ctx, compiled: bool = False
     collate = PadCollator(ctx["pad_token_id"], cfg.pad_to_multiple_of)
     loader = torch.utils.data.DataLoader(examples, batch_sampler=batches, collate_fn=collate,
                                          pin_memory=cuda)
-    step = distillation_step(lambda b: model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits,
-                             loss_fn, optimizer, cfg, ctx)
+
+    def forward(batch):
+        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    step = distillation_step(forward, loss_fn, optimizer, cfg, ctx)
     # Each padded shape the timed steps meet runs first, so its compilation stays out of the timing;
     # CUDA graphs record on a shape's second call and replay from its third.
     shapes = {}
@@ -266,8 +286,11 @@ def bench_reference(student, examples, loss_fn, cfg, ctx, compiled: bool = False
     row = {"attention": student.config._attn_implementation, "batch_size": ctx["batch_size"],
            "compiled": f"{cfg.compile_scope}/{cfg.compile_mode}" if compiled else None}
     model.train()
-    return time_steps("reference step", step, loader, list(shapes.values()) * repeats,
-                      lambda batch: batch["attention_mask"].sum(1).tolist(), row, cfg, ctx)
+    result = time_steps("reference step", step, loader, list(shapes.values()) * repeats,
+                        lambda batch: batch["attention_mask"].sum(1).tolist(), row, cfg, ctx)
+    if compiled:
+        result["logits_rel_error_vs_eager"] = compiled_error(forward, next(iter(shapes.values())), ctx)
+    return result
 
 
 def bench_packed(student, examples, loss_fn, cfg, ctx, compiled: bool = False) -> dict:
@@ -287,14 +310,18 @@ def bench_packed(student, examples, loss_fn, cfg, ctx, compiled: bool = False) -
                          f"lower --packed_tokens or --steps")
     collate = PackedCollator(ctx["pad_token_id"], cfg.packed_tokens, ctx["max_length"])
     loader = torch.utils.data.DataLoader(examples, batch_sampler=packs, collate_fn=collate, pin_memory=cuda)
-    step = distillation_step(lambda b: packed_logits(student, b), loss_fn, optimizer, cfg, ctx)
+    forward = functools.partial(packed_logits, student)
+    step = distillation_step(forward, loss_fn, optimizer, cfg, ctx)
     row = {"attention": student.config._attn_implementation, "batch_size": f"{cfg.packed_tokens} tok",
            "compiled": f"layers/{cfg.compile_mode}" if compiled else None,
            "texts_per_step": sum(len(p) for p in packs[cfg.warmup:]) / cfg.steps}
     student.train()
     # One shape for all packs: three untimed steps cover compilation and CUDA-graph recording.
     warm = [collate([examples[i] for i in p]) for p in packs[:3]]
-    return time_steps("packed step", step, loader, warm, lambda batch: batch["lengths"].tolist(), row, cfg, ctx)
+    result = time_steps("packed step", step, loader, warm, lambda batch: batch["lengths"].tolist(), row, cfg, ctx)
+    if compiled:
+        result["logits_rel_error_vs_eager"] = compiled_error(forward, warm[0], ctx)
+    return result
 
 
 def kernel_table(step, batches, rows: int, cuda: bool) -> dict:
@@ -491,6 +518,10 @@ def run_bench(cfg: BenchConfig, save=lambda results: None) -> dict:
     return results
 
 
+def format_error(error: float | str) -> str:
+    return f"{100 * error:.2f}%" if isinstance(error, float) else f"failed ({error[:80]})"
+
+
 def format_table(results: dict) -> str:
     lines = [f"bench {results['profile']} on {results['device']} (torch {results['torch']}, max length "
              f"{results['max_length']}, mean length {results['mean_length']:.0f}; student "
@@ -508,7 +539,9 @@ def format_table(results: dict) -> str:
             lines.append(f"{name:<28}{attention:<19}{batch:>6}{r['tokens_per_s']:>12,.0f}{r['tflops']:>9.1f}"
                          f"{mfu:>8}{mem:>8}"
                          + (f"  host {r['profiled_host_ms']:.0f} / GPU {r['profiled_gpu_ms']:.0f} ms per step"
-                            if "profiled_host_ms" in r else ""))
+                            if "profiled_host_ms" in r else "")
+                         + (f"  logits vs eager {format_error(r['logits_rel_error_vs_eager'])}"
+                            if "logits_rel_error_vs_eager" in r else ""))
     lines += [f"{k}: {v:.2f}x" for k, v in results["ratios"].items()]
     for name, error in results.get("errors", {}).items():
         lines.append(f"{name} failed: {error[:300]}")
