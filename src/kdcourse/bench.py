@@ -224,7 +224,8 @@ def distillation_step(forward, loss_fn, optimizer, cfg, ctx):
 def compiled_error(forward, batch, ctx) -> float | str:
     """||compiled - eager|| / ||eager|| of the logits [texts, num_labels] on one batch, same weights
     (torch.compiler's force_eager stance runs the compiled layers' Python code): a compilation that is
-    fast but wrong shows here (expect bf16 rounding: the gpu attention tests accept 2e-2). A failure is returned as text."""
+    fast but wrong shows here (expect bf16 rounding: the gpu attention tests accept 2e-2). A failure
+    is returned as text."""
     device, dtype = ctx["device"], ctx["autocast_dtype"]
     batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
     try:
