@@ -2,14 +2,16 @@
 # The GPU checks and the benchmark matrix in one go (about 6 minutes on an H200), for a machine with a
 # CUDA GPU and no internet: needs torch and transformers, not datasets or papermill.
 #   bash solutions/reference/gpu_session.sh          # results: $OUT (default runs/gpu/session)/*.json
+#   BENCH_PROFILE=smoke bash solutions/reference/gpu_session.sh   # the script itself, on CPU (minutes)
 # Figures from earlier sessions: solutions/reference/gpu_results/README.md.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-OUT=${OUT:-runs/gpu/session}
+BENCH_PROFILE=${BENCH_PROFILE:-gpu}
+OUT=${OUT:-runs/$BENCH_PROFILE/session}
 mkdir -p "$OUT"
 PY=${PY:-python3}
-nvidia-smi -L
+nvidia-smi -L || echo "no nvidia-smi: the gpu tests skip, the bench runs on CPU"
 $PY - <<'PY'
 import torch, transformers
 from kdcourse.attention import torch_varlen_kernel, varlen_available
@@ -23,7 +25,7 @@ timeout 200 $PY -m pytest -q -p no:cacheprovider tests/test_attention.py tests/t
 bench() {  # bench NAME ARGS...: one process per row set, its own time limit; the JSON goes to $OUT
     local name=$1; shift
     local log=/tmp/bench_$name.log
-    timeout "${LIMIT:-150}" $PY -m kdcourse.bench --profile gpu --kernel_table 12 --steps 15 --warmup 2 \
+    timeout "${LIMIT:-150}" $PY -m kdcourse.bench --profile "$BENCH_PROFILE" --kernel_table 12 --steps 15 --warmup 2 \
         --out "$OUT/$name.json" "$@" > "$log" 2>&1
     local rc=$?
     echo "== $name (exit $rc): $*"; grep -A14 "^measurement" "$log" || tail -5 "$log"
