@@ -41,6 +41,20 @@ def test_varlen_matches_sdpa_on_cpu(lengths, static):
     torch.testing.assert_close(grad, ref_grad, atol=1e-6, rtol=1e-4)
 
 
+def test_varlen_runs_in_inference_mode():
+    """The soft-label pass runs under torch.inference_mode, whose masks have no version counter: no
+    cache then, the same logits as SDPA."""
+    attention.register()
+    ids, mask = padded_batch([40, 25, 7], 40)
+    logits = {}
+    for implementation in ("sdpa", attention.VARLEN):
+        torch.manual_seed(0)
+        model = AutoModelForSequenceClassification.from_config(small_config(), attn_implementation=implementation)
+        with torch.inference_mode():
+            logits[implementation] = model(input_ids=ids, attention_mask=mask).logits
+    torch.testing.assert_close(logits[attention.VARLEN], logits["sdpa"], atol=1e-5, rtol=1e-4)
+
+
 def test_window_changes_the_result():
     """The local window is applied: the same model with a whole-text window differs."""
     attention.register()

@@ -82,19 +82,26 @@ _last_unpad: list = [None, None, None]  # [weakref to the 2D mask, (indices, cu_
 def unpad_metadata(attention_mask: torch.Tensor | None, batch: int, seq: int, device):
     """(indices [tokens] into the flattened [batch * seq] positions, cu_seqlens [batch + 1] int32,
     longest sequence) of a 2D mask [batch, seq] (True/1 = token) or of None (no padding).
-    Cached on the mask object, so all layers of a forward share one computation."""
+    Cached on the mask object, so all layers of a forward share one computation; a mask made in
+    inference mode has no version counter to reveal in-place edits, so each layer computes its own."""
     if attention_mask is None:
         cu = torch.arange(0, (batch + 1) * seq, seq, dtype=torch.int32, device=device)
         return None, cu, seq
+    if attention_mask.is_inference():
+        return _gather_metadata(attention_mask)
     base = attention_mask if attention_mask._base is None else attention_mask._base
     key = (base.shape == attention_mask.shape, base._version)  # _version: in-place edits of the mask
     if _last_unpad[0] is not None and _last_unpad[0]() is base and _last_unpad[2] == key and key[0]:
         return _last_unpad[1]
-    mask, lengths, cu = _lengths_and_offsets(attention_mask)
-    indices = mask.flatten().nonzero().squeeze(1)  # the one host sync: the token count
-    meta = (indices, cu, int(lengths.max()))
+    meta = _gather_metadata(attention_mask)
     _last_unpad[:] = [weakref.ref(base), meta, key]
     return meta
+
+
+def _gather_metadata(attention_mask: torch.Tensor):
+    mask, lengths, cu = _lengths_and_offsets(attention_mask)
+    indices = mask.flatten().nonzero().squeeze(1)  # the one host sync: the token count
+    return indices, cu, int(lengths.max())
 
 
 def static_unpad_metadata(attention_mask: torch.Tensor, batch: int, seq: int):
