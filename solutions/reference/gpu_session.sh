@@ -31,18 +31,21 @@ bench() {  # bench NAME ARGS...: one process per row set, its own time limit; th
     echo "== $name (exit $rc): $*"; grep -A14 "^measurement" "$log" || tail -5 "$log"
     [ $rc -eq 0 ] || { echo "== $name (exit $rc)"; cat "$log"; } >> "$OUT/failures.log"  # one file: 8 come back
 }
-# Most informative first: each step ends well inside its limit, and its JSON is written row by row.
-# 2. the profile's batch (32): eager and compiled per layer, kd_varlen, the Trainer, soft labels
-bench b32 --attention sdpa --compare_attention kd_varlen --compile true
+# Most informative first (a call may end before the last rows): each row set has its own limit, and its
+# JSON is written row by row. Attention is the largest gap (25 of 91 ms a step at batch 128, for 5% of
+# the FLOPs), so its candidates come first, beside an SDPA baseline from the same machine.
+# 2. batch 128 compiled per layer: SDPA, FlexAttention (block masks for padding and windows),
+#    kd_varlen (fixed-shape unpadding under compile), then SDPA with CUDA graphs (the host overhead)
+bench b128_sdpa --attention sdpa --batch_size 128 --trainer false --soft_label_batches 1 --compile true
+LIMIT=180 bench b128_flex --attention flex_attention --batch_size 128 --trainer false --soft_label_batches 1 \
+    --compile true
+bench b128_varlen --attention kd_varlen --batch_size 128 --trainer false --soft_label_batches 1 --compile true
+LIMIT=200 bench b128_graphs --attention sdpa --batch_size 128 --trainer false --soft_label_batches 1 \
+    --compile true --compile_mode reduce-overhead
 # 3. packed rows (no padding, no masks, one shape) of 8k tokens (~38 texts, like batch 32), eager and compiled
 bench packed8k --attention sdpa --trainer false --soft_label_batches 1 --packed_tokens 8192 --compile true
-# 4. batch 128 compiled per layer: SDPA, then kd_varlen (fixed-shape unpadding under compile)
-bench b128_sdpa --attention sdpa --batch_size 128 --trainer false --soft_label_batches 1 --compile true
-bench b128_varlen --attention kd_varlen --batch_size 128 --trainer false --soft_label_batches 1 --compile true
-# 4b. FlexAttention (transformers' block masks: padding and windows, Triton flash-style kernels)
-bench b128_flex --attention flex_attention --batch_size 128 --trainer false --soft_label_batches 1 --compile true
-# 5. CUDA graphs against the host overhead: packed 32k-token rows (static shapes), then batch 128
+# 4. the profile's batch (32): eager and compiled per layer, kd_varlen, the Trainer, soft labels
+bench b32 --attention sdpa --compare_attention kd_varlen --compile true
+# 5. packed 32k-token rows (one static shape) with CUDA graphs
 LIMIT=200 bench packed32k_graphs --attention sdpa --trainer false --soft_label_batches 1 --packed_tokens 32768 \
-    --compile true --compile_mode reduce-overhead
-LIMIT=200 bench b128_graphs --attention sdpa --batch_size 128 --trainer false --soft_label_batches 1 \
     --compile true --compile_mode reduce-overhead
