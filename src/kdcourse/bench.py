@@ -72,7 +72,8 @@ class BenchConfig:
     packed_tokens: int = field(default=0, metadata={"help": "also time the step on texts packed into rows of "
                                "this many tokens (kdcourse.packing; kd_varlen or flash_attention_2); 0: off"})
     kernel_table: int = field(default=0, metadata={"help": "profile 3 steps of each reference measurement: host "
-                              "and GPU time per step, and the top N kernels of the first (0: off)"})
+                              "and GPU time per step, GPU time by kernel class (matrix, attention, triton, ...) "
+                              "and the top N operations and kernels (0: off)"})
     pad_to_multiple_of: int = field(default=64, metadata={"help": "round padded lengths up to this "
                                     "(reference and soft labels; the Trainer pads to the longest)"})
     cudnn_attention: bool = field(default=False, metadata={"help": "let SDPA use cuDNN attention, which "
@@ -325,9 +326,44 @@ def bench_packed(student, examples, loss_fn, cfg, ctx, compiled: bool = False) -
     return result
 
 
+# GPU kernels by what they do, matched in this order on the lower-cased kernel name: where a step's time
+# goes (cuBLAS/CUTLASS matrix products, SDPA/flash attention, fused AdamW, ...). Inductor's kernels
+# are sorted by `kernel_class` itself: its templates are matrix products or FlexAttention.
+KERNEL_CLASSES = (
+    ("attention", ("fmha", "flash", "attention", "sdpa")),
+    ("matrix", ("gemm", "nvjet", "xmma", "cutlass")),
+    ("optimizer", ("adam",)),
+    ("copies", ("memcpy", "memset", "copy_kernel", "direct_copy", "catarray", "index")),
+    ("elementwise", ("elementwise", "reduce", "softmax", "norm")),
+)
+
+
+def kernel_class(name: str) -> str:
+    """The class of a GPU kernel by its name: a KERNEL_CLASSES label, "triton" (Inductor's fused
+    kernels) or "other"."""
+    name = name.lower()
+    if name.startswith("triton_"):
+        if "flex" in name or "attention" in name:
+            return "attention"
+        return "matrix" if name.startswith("triton_tem") else "triton"
+    return next((label for label, parts in KERNEL_CLASSES if any(p in name for p in parts)), "other")
+
+
+def kernel_budget(kernels, steps: int, top: int) -> dict:
+    """kernels: (name, self GPU microseconds, calls) of each distinct kernel over `steps` steps ->
+    {"gpu_ms_by_class": {class: ms per step}, "top_kernels": [[name, ms per step, calls per step]]}."""
+    by_class: dict[str, float] = {}
+    for name, micros, _ in kernels:
+        by_class[kernel_class(name)] = by_class.get(kernel_class(name), 0.0) + micros / 1e3 / steps
+    ranked = sorted(kernels, key=lambda k: -k[1])[:top]
+    return {"gpu_ms_by_class": dict(sorted(by_class.items(), key=lambda kv: -kv[1])),
+            "top_kernels": [[name[:120], micros / 1e3 / steps, calls / steps] for name, micros, calls in ranked]}
+
+
 def kernel_table(step, batches, rows: int, cuda: bool) -> dict:
     """Profile `step` on `batches`: host time and GPU kernel time per step (a step whose host time
-    exceeds its GPU time is launch-bound) and the `rows` most expensive operations."""
+    exceeds its GPU time is launch-bound), the `rows` most expensive operations and, on a GPU, the
+    kernels' time per step by class (`kernel_budget`) with the `rows` longest kernels by name."""
     from torch.profiler import ProfilerActivity, profile
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     with profile(activities=activities) as prof:
@@ -340,11 +376,13 @@ def kernel_table(step, batches, rows: int, cuda: bool) -> dict:
                          max_name_column_width=60)
     host_ms = sum(e.self_cpu_time_total for e in events) / 1e3 / len(batches)
     # Kernels only: an operator's row repeats the time of the kernels it launched.
-    gpu_ms = sum(e.self_device_time_total for e in events
-                 if e.device_type == torch.autograd.DeviceType.CUDA) / 1e3 / len(batches)
-    logger.info("profiled %d steps: host %.1f ms, GPU kernels %.1f ms per step\n%s", len(batches), host_ms,
-                gpu_ms, table)
-    return {"kernel_table": table, "profiled_host_ms": host_ms, "profiled_gpu_ms": gpu_ms}
+    kernels = [(e.key, e.self_device_time_total, e.count) for e in events
+               if e.device_type == torch.autograd.DeviceType.CUDA]
+    gpu_ms = sum(micros for _, micros, _ in kernels) / 1e3 / len(batches)
+    budget = kernel_budget(kernels, len(batches), rows) if cuda else {}
+    logger.info("profiled %d steps: host %.1f ms, GPU kernels %.1f ms per step %s\n%s", len(batches), host_ms,
+                gpu_ms, budget.get("gpu_ms_by_class", ""), table)
+    return {"kernel_table": table, "profiled_host_ms": host_ms, "profiled_gpu_ms": gpu_ms, **budget}
 
 
 @torch.inference_mode()
@@ -543,6 +581,8 @@ def format_table(results: dict) -> str:
                             if "profiled_host_ms" in r else "")
                          + (f"  logits vs eager {format_error(r['logits_rel_error_vs_eager'])}"
                             if "logits_rel_error_vs_eager" in r else ""))
+            if r.get("gpu_ms_by_class"):
+                lines.append("    GPU ms/step: " + ", ".join(f"{k} {v:.1f}" for k, v in r["gpu_ms_by_class"].items()))
     lines += [f"{k}: {v:.2f}x" for k, v in results["ratios"].items()]
     for name, error in results.get("errors", {}).items():
         lines.append(f"{name} failed: {error[:300]}")
