@@ -44,6 +44,8 @@ def test_bench_runs_on_the_smoke_models(tmp_path):
     assert results["ratios"]["reference_over_trainer"] > 0
     assert results["reference_kd_varlen"]["attention"] == "kd_varlen"
     assert results["reference"]["profiled_host_ms"] > 0 and "aten::" in results["reference"]["kernel_table"]
+    # Length-grouped batches from an epoch-sized pool: little padding, as in the real run.
+    assert 0 < results["reference"]["padding"] < 0.1 and 0 <= results["reference_packed"]["padding"] < 0.2
 
 
 def test_a_failed_optional_row_is_reported_and_the_rest_kept(tmp_path):

@@ -74,8 +74,12 @@ class BenchConfig:
     kernel_table: int = field(default=0, metadata={"help": "profile 3 steps of each reference measurement: host "
                               "and GPU time per step, GPU time by kernel class (matrix, attention, triton, ...) "
                               "and the top N operations and kernels (0: off)"})
-    pad_to_multiple_of: int = field(default=64, metadata={"help": "round padded lengths up to this "
-                                    "(reference and soft labels; the Trainer pads to the longest)"})
+    train_texts: int = field(default=7672, metadata={"help": "texts the length-grouped batches are drawn "
+                             "from, as one epoch of the CFPB training split (7,672): the timed steps are that "
+                             "epoch's first batches, so their padding is the real run's"})
+    pad_to_multiple_of: int = field(default=8, metadata={"help": "round padded lengths up to this (reference "
+                                    "and soft labels; the Trainer pads to the longest). 8: 3-6%% padding at "
+                                    "batch 32-256; 64: fewer shapes to compile, 14-18%% padding"})
     cudnn_attention: bool = field(default=False, metadata={"help": "let SDPA use cuDNN attention, which "
                                   "plans per new shape: slow with dynamic padding"})
     extra_batch_sizes: list[int] = field(default_factory=list, metadata={
@@ -245,7 +249,7 @@ def time_steps(name, step, loader, warm_batches, text_lengths, row, cfg, ctx) ->
     (real tokens per text, known on the host). Optionally profiles 3 more steps (`cfg.kernel_table`)."""
     timer = Timer(ctx["device"])
     with peak_memory(ctx["device"], row):
-        tokens = flops = 0.0
+        tokens = flops = positions = 0.0
         for batch in warm_batches:
             step(batch)
         for i, batch in enumerate(loader):
@@ -255,13 +259,14 @@ def time_steps(name, step, loader, warm_batches, text_lengths, row, cfg, ctx) ->
                 lengths = text_lengths(batch)
                 tokens += sum(lengths)
                 flops += sum(ctx["student_flops"](n) for n in lengths)
+                positions += batch["input_ids"].numel()
             loss = step(batch)
         seconds = timer.now() - start
     if not math.isfinite(loss.item()):
         raise RuntimeError(f"{name}: loss is {loss.item()} (random weights should not do this)")
     if cfg.kernel_table:
         row.update(kernel_table(step, warm_batches[:3], cfg.kernel_table, ctx["device"].startswith("cuda")))
-    return result_row(tokens, flops, seconds, ctx["peak"], **row, steps=cfg.steps)
+    return result_row(tokens, flops, seconds, ctx["peak"], **row, steps=cfg.steps, padding=1 - tokens / positions)
 
 
 def bench_reference(student, examples, loss_fn, cfg, ctx, compiled: bool = False) -> dict:
@@ -476,7 +481,9 @@ def run_bench(cfg: BenchConfig, save=lambda results: None) -> dict:
     student_config = bench_model_config(profile, "student", attention=cfg.attention)
     teacher_config = bench_model_config(profile, "teacher", attention=cfg.attention)
     ctx["pad_token_id"] = student_config.pad_token_id
-    n_examples = max((cfg.warmup + cfg.steps) * batch_size, cfg.soft_label_batches * ctx["eval_batch_size"])
+    largest_batch = max([batch_size, *cfg.extra_batch_sizes])
+    n_examples = max(cfg.train_texts, (cfg.warmup + cfg.steps) * largest_batch,
+                     cfg.soft_label_batches * ctx["eval_batch_size"])
     examples = random_examples(n_examples, max_length, min(cfg.median_length, max_length),
                                student_config.vocab_size, student_config.num_labels)
     results = {"config": asdict(cfg), "profile": profile.name, "device": card,
@@ -507,10 +514,8 @@ def run_bench(cfg: BenchConfig, save=lambda results: None) -> dict:
             build_model(bench_model_config(profile, "student", attention=attention), device), examples,
             graded.distillation_loss, cfg, ctx))
     for size in cfg.extra_batch_sizes:
-        more = random_examples((cfg.warmup + cfg.steps) * size, max_length, min(cfg.median_length, max_length),
-                               student_config.vocab_size, student_config.num_labels, seed=1)
         attempt(f"reference_batch{size}", lambda: bench_reference(
-            build_model(student_config, device), more, graded.distillation_loss, cfg, ctx | {"batch_size": size}))
+            build_model(student_config, device), examples, graded.distillation_loss, cfg, ctx | {"batch_size": size}))
     if cfg.packed_tokens:  # packed rows need varlen attention: flash_attn if installed, else kd_varlen
         packed_attention = "flash_attention_2" if attention_implementation() == "flash_attention_2" else "kd_varlen"
         packed_config = bench_model_config(profile, "student", attention=packed_attention)
@@ -565,7 +570,8 @@ def format_table(results: dict) -> str:
     lines = [f"bench {results['profile']} on {results['device']} (torch {results['torch']}, max length "
              f"{results['max_length']}, mean length {results['mean_length']:.0f}; student "
              f"{results['student_params'] / 1e6:.1f}M, teacher {results['teacher_params'] / 1e6:.1f}M parameters)",
-             f"{'measurement':<28}{'attention':<19}{'batch':>6}{'tokens/s':>12}{'TFLOP/s':>9}{'MFU':>8}{'mem GB':>8}"]
+             f"{'measurement':<28}{'attention':<19}{'batch':>6}{'pad':>6}{'tokens/s':>12}{'TFLOP/s':>9}{'MFU':>8}"
+             f"{'mem GB':>8}"]
     names = ["reference", *(k for k in results if k.startswith("reference_") and isinstance(results[k], dict)),
              "trainer", "soft_labels"]
     for name in names:
@@ -575,8 +581,9 @@ def format_table(results: dict) -> str:
             mem = f"{r['peak_memory_gb']:.1f}" if r["peak_memory_gb"] is not None else "n/a"
             attention = r.get("attention", results["attention"]) + (" +compile" if r.get("compiled") else "")
             batch = r.get("batch_size", "")
-            lines.append(f"{name:<28}{attention:<19}{batch:>6}{r['tokens_per_s']:>12,.0f}{r['tflops']:>9.1f}"
-                         f"{mfu:>8}{mem:>8}"
+            padding = f"{100 * r['padding']:.0f}%" if "padding" in r else ""
+            lines.append(f"{name:<28}{attention:<19}{batch:>6}{padding:>6}{r['tokens_per_s']:>12,.0f}"
+                         f"{r['tflops']:>9.1f}{mfu:>8}{mem:>8}"
                          + (f"  host {r['profiled_host_ms']:.0f} / GPU {r['profiled_gpu_ms']:.0f} ms per step"
                             if "profiled_host_ms" in r else "")
                          + (f"  logits vs eager {format_error(r['logits_rel_error_vs_eager'])}"
