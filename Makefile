@@ -11,6 +11,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 JOBS ?= 2
+ARGS ?=
 SUBMISSIONS ?= submissions
 OUT ?= grades
 SOURCE ?= complaints.csv
@@ -26,6 +27,8 @@ help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
 
 $(STAMP): requirements.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11 or newer is \
+	needed ($(PYTHON) is $$($(PYTHON) -V 2>&1)): install it, or name it with make PYTHON=/path/to/python3.11"; exit 1; }
 	@echo "+ $(PYTHON) -m venv $(VENV) && pip install -r requirements.txt -e ."
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
@@ -49,11 +52,12 @@ teacher: $(STAMP)  ## fine-tune the profile's teacher -> checkpoints/<profile>/t
 reference: $(STAMP)  ## the whole reference experiment -> runs/<profile>/ (teacher trained if missing)
 	$(PY) solutions/reference/run_reference.py --profile $(PROFILE)
 
-bench: $(STAMP)  ## throughput, MFU and memory of the distillation step vs a HF Trainer baseline
-	$(PY) solutions/reference/bench.py --profile $(PROFILE)
+bench: $(STAMP)  ## throughput, MFU and memory of the distillation step vs a HF Trainer baseline [ARGS=...]
+	$(PY) solutions/reference/bench.py --profile $(PROFILE) $(ARGS)
 
-gpu-check: $(STAMP)  ## on a GPU: attention/packing checks and the benchmark matrix -> runs/gpu/session/
-	PY=$(abspath $(PY)) bash solutions/reference/gpu_session.sh
+# No venv step: the GPU image's own torch (often offline, and not the CPU wheel pinned here) runs it.
+gpu-check:  ## on a GPU: attention/packing checks and the benchmark matrix -> runs/gpu/session/
+	PY=$(if $(wildcard $(PY)),$(abspath $(PY)),python3) bash solutions/reference/gpu_session.sh
 
 release: $(STAMP)  ## regenerate assignments/ (student notebook) from solutions/ with nbgrader
 	@mkdir -p .cache
@@ -69,8 +73,8 @@ validate: $(STAMP)  ## the source passes its visible tests, the release fails th
 	KD_PROFILE=smoke $(NBGRADER) validate --invert --Execute.timeout=600 $(NB_RELEASE) | tee .cache/validate-release.txt
 	@grep -q "^Success! The notebook does not pass any tests" .cache/validate-release.txt
 
-grade: $(STAMP)  ## grade a folder of submissions: make grade SUBMISSIONS=dir OUT=dir [JOBS=n]
-	$(PY) -m autograder.grade $(SUBMISSIONS) --out $(OUT) --jobs $(JOBS)
+grade: $(STAMP)  ## grade a folder of submissions: make grade SUBMISSIONS=dir OUT=dir [JOBS=n] [ARGS=...]
+	$(PY) -m autograder.grade $(SUBMISSIONS) --out $(OUT) --jobs $(JOBS) $(ARGS)
 
 clean-venv:  ## remove .venv (the next target rebuilds it)
 	rm -rf $(VENV)

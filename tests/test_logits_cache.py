@@ -53,3 +53,14 @@ def test_a_stale_cache_can_be_moved_aside_not_deleted(tmp_path):
     aside = move_stale_aside(path, "new")
     assert aside.name == "train.safetensors.stale-old" and not path.exists()
     torch.testing.assert_close(load_logits(aside, "old"), torch.ones(2, 3))
+
+
+def test_a_corrupt_or_repeated_stale_cache_is_moved_aside_without_overwriting(tmp_path):
+    """--recompute_stale_cache on an unreadable file, twice: both files are kept under new names."""
+    from kdcourse.logits_cache import move_stale_aside
+    path = tmp_path / "train.safetensors"
+    for content in (b"first broken file", b"second broken file"):
+        path.write_bytes(content)
+        assert move_stale_aside(path, "fp") is not None and not path.exists()
+    assert (tmp_path / "train.safetensors.stale-unreadable").read_bytes() == b"first broken file"
+    assert (tmp_path / "train.safetensors.stale-unreadable.2").read_bytes() == b"second broken file"

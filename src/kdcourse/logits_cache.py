@@ -94,15 +94,22 @@ def load_logits(path: str | Path, fingerprint: str | None = None) -> torch.Tenso
 
 
 def move_stale_aside(path: str | Path, fingerprint: str) -> Path | None:
-    """If `path` holds logits of another fingerprint, rename it to `*.stale-<its fingerprint>`
-    (kept, never deleted) and return the new path; else None."""
+    """If `path` holds logits of another fingerprint, or cannot be read, rename it to
+    `*.stale-<its fingerprint>` or `*.stale-unreadable` (`.2`, `.3`, ... rather than overwrite an
+    earlier one: kept, never deleted) and return the new path; else None."""
     path = Path(path)
     if not path.exists():
         return None
-    found = read_fingerprint(path)
+    try:
+        found = read_fingerprint(path)
+    except (SafetensorError, OSError, ValueError):
+        found = "unreadable"
     if found == fingerprint:
         return None
-    aside = path.with_name(f"{path.name}.stale-{found}")
+    aside, copy = path.with_name(f"{path.name}.stale-{found}"), 1
+    while aside.exists():
+        copy += 1
+        aside = path.with_name(f"{path.name}.stale-{found}.{copy}")
     path.replace(aside)
     return aside
 
