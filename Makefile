@@ -49,8 +49,8 @@ data-full: $(STAMP)  ## rebuild the splits from the full CFPB export: make data-
 teacher: $(STAMP)  ## fine-tune the profile's teacher -> checkpoints/<profile>/teacher
 	$(PY) -m kdcourse.teacher --profile $(PROFILE)
 
-reference: $(STAMP)  ## the whole reference experiment -> runs/<profile>/ (teacher trained if missing)
-	$(PY) solutions/reference/run_reference.py --profile $(PROFILE)
+reference: $(STAMP)  ## the whole reference experiment -> runs/<profile>/ (teacher trained if missing) [ARGS=...]
+	$(PY) solutions/reference/run_reference.py --profile $(PROFILE) $(ARGS)
 
 bench: $(STAMP)  ## throughput, MFU and memory of the distillation step vs a HF Trainer baseline [ARGS=...]
 	$(PY) solutions/reference/bench.py --profile $(PROFILE) $(ARGS)

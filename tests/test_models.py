@@ -103,3 +103,19 @@ def test_size_and_speed_helpers(smoke_profile, smoke_tokenizer, label_names):
     speed = measure_latency(model, batch_size=4, seq_len=32, repeats=3, warmup=1)
     assert speed["latency_ms"] > 0
     assert speed["sequences_per_s"] == pytest.approx(4 / (speed["latency_ms"] / 1000))
+
+
+def test_student_attention_is_chosen_by_name(smoke_profile, smoke_tokenizer, label_names):
+    """`--attention` of the reference run: kd_varlen gives SDPA's logits on a padded batch (CPU
+    reference kernel); an unknown name is refused with the choices."""
+    batch = smoke_tokenizer(["my card was charged twice for one purchase", "not mine"], padding=True,
+                            return_tensors="pt")
+    logits = {}
+    for attention in ("auto", "kd_varlen"):
+        model = load_student(smoke_profile, label_names, smoke_tokenizer, seed=0, attention=attention).eval()
+        with torch.no_grad():
+            logits[model.config._attn_implementation] = model(**batch).logits
+    assert set(logits) == {"sdpa", "kd_varlen"}
+    torch.testing.assert_close(logits["kd_varlen"], logits["sdpa"], atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="unknown attention 'flash'.*kd_varlen"):
+        load_student(smoke_profile, label_names, smoke_tokenizer, attention="flash")

@@ -111,6 +111,15 @@ def _toy_batches(epoch):
             for _ in range(3)]
 
 
+def test_reference_options_are_checked_before_any_work():
+    with pytest.raises(ValueError, match="unknown attention"):
+        run_reference.ReferenceConfig(attention="flash")
+    with pytest.raises(ValueError, match="unknown compile_mode"):
+        run_reference.ReferenceConfig(compile_mode="fast")
+    with pytest.raises(ValueError, match="needs a CUDA GPU"):
+        run_reference.main(["--profile", "smoke", "--attention", "flex_attention", "--device", "cpu"])
+
+
 def test_a_nan_loss_stops_the_run_naming_the_step():
     """A NaN loss raises NonFiniteLossError that names the step."""
     model = _Toy()

@@ -35,8 +35,8 @@ from kdcourse.logits_cache import (StaleCacheError, cached_logits, dataset_finge
                                    logits_fingerprint, model_fingerprint, move_stale_aside,
                                    tokenizer_fingerprint)
 from kdcourse.metrics import class_similarity, evaluate_logits, reliability_bins
-from kdcourse.models import (checkpoint_dir, compile_layers, count_parameters, load_student, load_tokenizer,
-                             measure_latency)
+from kdcourse.models import (ATTENTION_CHOICES, checkpoint_dir, compile_layers, count_parameters, load_student,
+                             load_tokenizer, measure_latency)
 from kdcourse.notebook import load_graded_functions
 from kdcourse.paths import CACHE_DIR, RUNS_DIR, SOLUTION_NOTEBOOK
 from kdcourse.profiles import Profile, get_profile
@@ -65,6 +65,11 @@ class ReferenceConfig:
     max_grad_norm: float | None = field(default=1.0, metadata={"help": "gradient clipping; None: off"})
     compile: bool = field(default=False, metadata={"help": "torch.compile the students' encoder layers "
                           "(GPU: 1.65x the eager step at batch 32 on an H200; a minute to compile)"})
+    compile_mode: str = field(default="default", metadata={"help": "with --compile: default, reduce-overhead "
+                              "(CUDA graphs), max-autotune-no-cudagraphs"})
+    attention: str = field(default="auto", metadata={"help": "the students' attention: auto (flash_attention_2 "
+                           "if installed, else sdpa; sdpa for the tiny models), sdpa, kd_varlen, flex_attention "
+                           "(CUDA only), flash_attention_2, eager. The bench compares them (README)"})
     out_dir: str | None = field(default=None, metadata={"help": "output folder (default runs/<profile>)"})
     notebook: bool = field(default=True, metadata={"help": "execute the solution notebook with papermill"})
     notebook_max_train_samples: int | None = field(default=500, metadata={
@@ -74,6 +79,11 @@ class ReferenceConfig:
     device: str | None = field(default=None, metadata={"help": "cpu, cuda (default: cuda if visible)"})
 
     def __post_init__(self):
+        if self.compile_mode not in ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"):
+            raise ValueError(f"unknown compile_mode {self.compile_mode!r}: default, reduce-overhead, "
+                             "max-autotune or max-autotune-no-cudagraphs")
+        if self.attention not in ATTENTION_CHOICES:
+            raise ValueError(f"unknown attention {self.attention!r}: choose one of {', '.join(ATTENTION_CHOICES)}")
         if not self.seeds:
             raise ValueError("seeds is empty: give at least one, e.g. --seeds 0")
         if self.temperature <= 0 or any(t <= 0 for t in self.sweep_temperatures):
@@ -117,7 +127,8 @@ def train_one(graded, cfg: ReferenceConfig, profile: Profile, ctx: dict, *, temp
     """A fresh student trained with the notebook's `train_student`; its test and val metrics."""
     device = ctx["device"]
     set_seed(seed)  # before the model: same seed, same initial weights and batch order
-    student = load_student(profile, ctx["label_names"], ctx["tokenizer"], seed=seed).to(device)
+    student = load_student(profile, ctx["label_names"], ctx["tokenizer"], seed=seed,
+                           attention=cfg.attention).to(device)
     loader = make_loader(ctx["train_data"], ctx["tokenizer"], batch_size=profile.train_batch_size,
                          shuffle=True, seed=seed, pin_memory=device.startswith("cuda"))
     optimizer = torch.optim.AdamW(student.parameters(), lr=profile.student_lr,
@@ -125,7 +136,7 @@ def train_one(graded, cfg: ReferenceConfig, profile: Profile, ctx: dict, *, temp
     steps = epochs * len(loader)
     scheduler = transformers.get_linear_schedule_with_warmup(
         optimizer, int(profile.warmup_ratio * steps), steps)
-    model = compile_layers(student) if cfg.compile else student
+    model = compile_layers(student, cfg.compile_mode) if cfg.compile else student
     extra = {k: v for k, v in {"autocast_dtype": ctx["autocast_dtype"],
                                "max_grad_norm": cfg.max_grad_norm}.items()
              if k in inspect.signature(graded.train_student).parameters}
@@ -284,6 +295,9 @@ def main(argv=None) -> dict:
     profile = get_profile(cfg.profile, **overrides)
     device = pick_device(cfg.device)
     autocast_dtype = torch.bfloat16 if profile.precision == "bf16" and device.startswith("cuda") else None
+    if cfg.attention == "flex_attention" and not device.startswith("cuda"):
+        raise ValueError("--attention flex_attention needs a CUDA GPU: PyTorch's FlexAttention has no CPU "
+                         "backward. Use sdpa (or kd_varlen) on CPU.")
     if device.startswith("cuda"):  # cuDNN attention re-plans for every new padded length (see bench)
         torch.backends.cuda.enable_cudnn_sdp(False)
     out = Path(cfg.out_dir or RUNS_DIR / profile.name)

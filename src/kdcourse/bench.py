@@ -103,7 +103,7 @@ def bench_model_config(profile, role: str, num_labels: int = 8, attention: str =
     the profile's tiny shape otherwise (vocab from the profile; no tokenizer needed)."""
     from transformers import ModernBertConfig
 
-    from kdcourse.models import attention_implementation
+    from kdcourse.models import resolve_attention
     overrides = profile.teacher_config if role == "teacher" else profile.student_config
     name = profile.teacher if role == "teacher" else profile.student
     if overrides:
@@ -113,10 +113,7 @@ def bench_model_config(profile, role: str, num_labels: int = 8, attention: str =
     else:
         values = dict(MODERNBERT_SHARED, **MODERNBERT["large" if "large" in name.lower() else "base"])
     config = ModernBertConfig(num_labels=num_labels, **values)
-    if attention == "kd_varlen":
-        from kdcourse.attention import register
-        register()
-    config._attn_implementation = attention_implementation() if attention == "auto" else attention
+    config._attn_implementation = resolve_attention(attention)
     return config
 
 

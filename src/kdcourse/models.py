@@ -84,6 +84,22 @@ def load_tokenizer(profile: Profile, train_texts=None):
 
 
 # ---------------------------------------------------------------- models
+ATTENTION_CHOICES = ("auto", "sdpa", "eager", "kd_varlen", "flex_attention", "flash_attention_2")
+
+
+def resolve_attention(name: str = "auto") -> str:
+    """The transformers attention implementation for `name` (one of ATTENTION_CHOICES): "auto" is
+    `attention_implementation()`; "kd_varlen" is registered with transformers first."""
+    if name not in ATTENTION_CHOICES:
+        raise ValueError(f"unknown attention {name!r}: choose one of {', '.join(ATTENTION_CHOICES)}")
+    if name == "auto":
+        return attention_implementation()
+    if name == "kd_varlen":
+        from kdcourse.attention import register
+        register()
+    return name
+
+
 def attention_implementation() -> str:
     """FlashAttention-2 (with unpadding) when `flash_attn` is installed and a GPU is visible, PyTorch
     SDPA otherwise. `kdcourse.attention`'s "kd_varlen" (PyTorch's own varlen FlashAttention) is an
@@ -129,10 +145,11 @@ def tiny_config(overrides: dict, tokenizer, label_names: list[str],
     return ModernBertConfig(**values)
 
 
-def build_tiny_model(overrides: dict, tokenizer, label_names, max_length: int, seed: int = 0):
+def build_tiny_model(overrides: dict, tokenizer, label_names, max_length: int, seed: int = 0,
+                     attention: str = "sdpa"):
     """A random-init ModernBertForSequenceClassification; the same seed gives the same weights."""
     config = tiny_config(overrides, tokenizer, label_names, max_length)
-    config._attn_implementation = "sdpa"
+    config._attn_implementation = resolve_attention(attention)
     torch.manual_seed(seed)
     return AutoModelForSequenceClassification.from_config(config)
 
@@ -148,14 +165,15 @@ def load_pretrained(name_or_path: str | Path, label_names: list[str], **kwargs):
     return model
 
 
-def load_student(profile: Profile, label_names, tokenizer=None, seed: int = 0):
-    """The student before training: pretrained body (gpu) or random init (tiny profiles)."""
+def load_student(profile: Profile, label_names, tokenizer=None, seed: int = 0, attention: str = "auto"):
+    """The student before training: pretrained body (gpu) or random init (tiny profiles).
+    attention: one of ATTENTION_CHOICES; "auto" is SDPA for the tiny models, else `attention_implementation()`."""
     if profile.student_config:
         tokenizer = tokenizer or load_tokenizer(profile)
-        return build_tiny_model(profile.student_config, tokenizer, label_names,
-                                profile.max_length, seed)
+        return build_tiny_model(profile.student_config, tokenizer, label_names, profile.max_length, seed,
+                                attention="sdpa" if attention == "auto" else attention)
     torch.manual_seed(seed)  # the classification head is freshly initialised
-    return load_pretrained(profile.student, label_names)
+    return load_pretrained(profile.student, label_names, attn_implementation=resolve_attention(attention))
 
 
 def load_teacher_init(profile: Profile, label_names, tokenizer=None, seed: int = 0):
