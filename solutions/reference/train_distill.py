@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import sys
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from kdcourse.paths import DATA_DIR
+
+if TYPE_CHECKING:  # annotations only: importing `datasets` here would tie batching to it
+    from datasets import Dataset, DatasetDict
 
 # `datasets` is imported where it is used, so batching (PadCollator, LengthGroupedBatchSampler) also
 # works where it is not installed (the GPU benchmark image).
