@@ -67,6 +67,10 @@ class ReferenceConfig:
                           "(GPU: 1.65x the eager step at batch 32 on an H200; a minute to compile)"})
     compile_mode: str = field(default="default", metadata={"help": "with --compile: default, reduce-overhead "
                               "(CUDA graphs), max-autotune-no-cudagraphs"})
+    pad_to_multiple_of: int | None = field(default=None, metadata={"help": "round the students' padded "
+                                           "lengths up to this (None: each batch's longest text). The bench "
+                                           "pads to 8; CUDA graphs record a graph per length, so with "
+                                           "reduce-overhead 64 keeps them to 8"})
     attention: str = field(default="auto", metadata={"help": "the students' attention: auto (flash_attention_2 "
                            "if installed, else sdpa; sdpa for the tiny models), sdpa, kd_varlen, flex_attention "
                            "(CUDA only), flash_attention_2, eager. The bench compares them (README)"})
@@ -82,6 +86,8 @@ class ReferenceConfig:
         if self.compile_mode not in ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"):
             raise ValueError(f"unknown compile_mode {self.compile_mode!r}: default, reduce-overhead, "
                              "max-autotune or max-autotune-no-cudagraphs")
+        if self.pad_to_multiple_of is not None and self.pad_to_multiple_of < 1:
+            raise ValueError(f"pad_to_multiple_of must be >= 1 (or None), got {self.pad_to_multiple_of}")
         if self.attention not in ATTENTION_CHOICES:
             raise ValueError(f"unknown attention {self.attention!r}: choose one of {', '.join(ATTENTION_CHOICES)}")
         if not self.seeds:
@@ -130,7 +136,8 @@ def train_one(graded, cfg: ReferenceConfig, profile: Profile, ctx: dict, *, temp
     student = load_student(profile, ctx["label_names"], ctx["tokenizer"], seed=seed,
                            attention=cfg.attention).to(device)
     loader = make_loader(ctx["train_data"], ctx["tokenizer"], batch_size=profile.train_batch_size,
-                         shuffle=True, seed=seed, pin_memory=device.startswith("cuda"))
+                         shuffle=True, seed=seed, pin_memory=device.startswith("cuda"),
+                         pad_to_multiple_of=cfg.pad_to_multiple_of)
     optimizer = torch.optim.AdamW(student.parameters(), lr=profile.student_lr,
                                   weight_decay=profile.weight_decay, fused=device.startswith("cuda"))
     steps = epochs * len(loader)

@@ -77,7 +77,7 @@ class BenchConfig:
                              "from, as one epoch of the CFPB training split (7,672): the timed steps are that "
                              "epoch's first batches, so their padding is the real run's"})
     pad_to_multiple_of: int = field(default=8, metadata={"help": "round padded lengths up to this (reference "
-                                    "and soft labels; the Trainer pads to the longest). 8: 3-6%% padding at "
+                                    "and soft labels; the Trainer pads to the longest). 8: 3-7%% padding at "
                                     "batch 32-256; 64: fewer shapes to compile, 14-18%% padding"})
     cudnn_attention: bool = field(default=False, metadata={"help": "let SDPA use cuDNN attention, which "
                                   "plans per new shape: slow with dynamic padding"})
@@ -467,7 +467,7 @@ def run_bench(cfg: BenchConfig, save=lambda results: None) -> dict:
     ratios = results["ratios"] = {}
     if "trainer" in results:
         ratios["reference_over_trainer"] = ref / results["trainer"]["tokens_per_s"]
-    if "reference_compiled" in results:
+    if "reference_compiled" in results and not suspect(results["reference_compiled"]):
         ratios["compiled_over_eager"] = results["reference_compiled"]["tokens_per_s"] / ref
         if "trainer" in results:
             ratios["compiled_over_trainer"] = (results["reference_compiled"]["tokens_per_s"]
@@ -477,8 +477,22 @@ def run_bench(cfg: BenchConfig, save=lambda results: None) -> dict:
     return results
 
 
+# Compiled logits further than this from eager ones (relative norm) mark a row as suspect: bf16 kernels
+# differ by less (the gpu attention tests accept 2e-2 between SDPA, FlashAttention and FlexAttention).
+SUSPECT_ERROR = 2e-2
+
+
+def suspect(row: dict) -> bool:
+    """A compiled row whose logits are off its eager model's, or could not be checked: its speed is
+    reported, but it counts in no ratio."""
+    error = row.get("logits_rel_error_vs_eager")
+    return error is not None and not (isinstance(error, float) and error <= SUSPECT_ERROR)
+
+
 def format_error(error: float | str) -> str:
-    return f"{100 * error:.2f}%" if isinstance(error, float) else f"failed ({error[:80]})"
+    if not isinstance(error, float):
+        return f"failed ({error[:80]})"
+    return f"{100 * error:.2f}%" + (" SUSPECT: not the eager model's result" if error > SUSPECT_ERROR else "")
 
 
 def format_table(results: dict) -> str:

@@ -165,11 +165,13 @@ class LengthGroupedBatchSampler(torch.utils.data.Sampler):
 
 def make_loader(dataset: Dataset, tokenizer=None, batch_size: int = 32, shuffle: bool = False,
                 group_by_length: bool = True, seed: int = 0, pad_token_id: int | None = None,
-                num_workers: int = 0, pin_memory: bool = False) -> DataLoader:
+                num_workers: int = 0, pin_memory: bool = False,
+                pad_to_multiple_of: int | None = None) -> DataLoader:
     """A DataLoader of padded batches over a tokenized split.
 
     shuffle=False keeps dataset order (needed by `collect_teacher_logits`); shuffle=True with
-    group_by_length batches similar lengths together in a random order.
+    group_by_length batches similar lengths together in a random order. Batches are padded to their
+    longest text, rounded up to `pad_to_multiple_of` if given (fewer shapes for torch.compile).
     """
     if pad_token_id is None:
         if tokenizer is None or tokenizer.pad_token_id is None:
@@ -179,7 +181,7 @@ def make_loader(dataset: Dataset, tokenizer=None, batch_size: int = 32, shuffle:
     if "input_ids" not in columns:
         raise ValueError("dataset has no input_ids: tokenize it first with tokenize_splits")
     data = dataset.select_columns(columns)
-    collate = PadCollator(pad_token_id)
+    collate = PadCollator(pad_token_id, pad_to_multiple_of)
     common = dict(collate_fn=collate, num_workers=num_workers, pin_memory=pin_memory)
     if shuffle and group_by_length:
         sampler = LengthGroupedBatchSampler(dataset["length"], batch_size, seed=seed)
