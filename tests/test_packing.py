@@ -8,6 +8,7 @@ from transformers import AutoModelForSequenceClassification
 
 from kdcourse import attention
 from kdcourse.packing import PackedCollator, pack_by_length, packed_logits
+from kdcourse.utils import to_device
 
 sys.path.insert(0, str(Path(__file__).parent / "support"))
 from tiny_modernbert import padded_batch, small_config  # noqa: E402
@@ -86,7 +87,7 @@ def test_packed_matches_padded_sdpa_on_gpu():
             else:
                 items = [{"input_ids": ids[i, :n].tolist(), "label": 0} for i, n in enumerate(lengths)]
                 batch = PackedCollator(0, 2048, max_length=512)(items)
-                logits = packed_logits(model, {k: v.cuda() if torch.is_tensor(v) else v for k, v in batch.items()})
+                logits = packed_logits(model, to_device(batch, "cuda"))
         logits.float().square().sum().backward()
         results.append((logits.detach().float(), model.model.layers[0].attn.Wqkv.weight.grad.float()))
     (ref_logits, ref_grad), (logits, grad) = results

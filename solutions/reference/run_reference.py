@@ -41,7 +41,7 @@ from kdcourse.notebook import load_graded_functions
 from kdcourse.paths import CACHE_DIR, RUNS_DIR, SOLUTION_NOTEBOOK
 from kdcourse.profiles import Profile, get_profile
 from kdcourse.teacher import get_teacher, sample_caps
-from kdcourse.utils import pick_device, set_seed, tqdm
+from kdcourse.utils import autocast, pick_device, set_seed, tqdm
 
 logger = logging.getLogger("reference")
 HEADLINE = ("accuracy", "macro_f1", "agreement", "kl_to_teacher", "ece")
@@ -120,7 +120,7 @@ def predict(collect, model, dataset, tokenizer, batch_size: int, device: str, au
         if "length" in dataset.column_names else list(range(len(dataset)))
     loader = make_loader(dataset.select(order), tokenizer, batch_size=batch_size,
                          pin_memory=device.startswith("cuda"))
-    with torch.autocast(torch.device(device).type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+    with autocast(device, autocast_dtype):
         sorted_logits = collect(model, loader, device)
     logits = torch.empty_like(sorted_logits)
     logits[torch.tensor(order)] = sorted_logits

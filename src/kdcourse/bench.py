@@ -30,6 +30,7 @@ import torch
 
 from kdcourse.data import LengthGroupedBatchSampler, PadCollator
 from kdcourse.profiling import Timer, kernel_table, peak_memory
+from kdcourse.utils import autocast, to_device
 
 logger = logging.getLogger(__name__)
 
@@ -188,8 +189,8 @@ def distillation_step(forward, loss_fn, optimizer, cfg, ctx):
     device, dtype = ctx["device"], ctx["autocast_dtype"]
 
     def step(batch):
-        batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
-        with torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype is not None):
+        batch = to_device(batch, device)
+        with autocast(device, dtype):
             logits = forward(batch)
         loss = loss_fn(logits, batch["teacher_logits"], batch["labels"], temperature=cfg.temperature,
                        alpha=cfg.alpha)
@@ -206,9 +207,9 @@ def compiled_error(forward, batch, ctx) -> float | str:
     fast but wrong shows here (expect bf16 rounding: the gpu attention tests accept 2e-2). A failure
     is returned as text."""
     device, dtype = ctx["device"], ctx["autocast_dtype"]
-    batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+    batch = to_device(batch, device)
     try:
-        with torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype is not None):
+        with autocast(device, dtype):
             compiled = forward(batch).detach().float()
             with torch.compiler.set_stance("force_eager"):
                 eager = forward(batch).detach().float()
@@ -315,10 +316,8 @@ def bench_soft_labels(teacher, examples, collect, cfg, ctx) -> dict:
     batches = [collate([examples[i] for i in order[s:s + size]]) for s in range(0, len(order), size)]
     if device.startswith("cuda"):
         batches = [{k: v.pin_memory() for k, v in b.items()} for b in batches]
-    autocast = torch.autocast(torch.device(device).type, dtype=ctx["autocast_dtype"],
-                              enabled=ctx["autocast_dtype"] is not None)
     row = {"attention": teacher.config._attn_implementation, "batch_size": size}
-    with peak_memory(device, row), autocast:
+    with peak_memory(device, row), autocast(device, ctx["autocast_dtype"]):
         collect(teacher, batches[:1], device)  # warm-up: kernels, allocator
         start = timer.now()
         logits = collect(teacher, batches, device)

@@ -25,6 +25,8 @@ from typing import Callable
 import torch
 import torch.distributed as dist
 
+from kdcourse.utils import autocast, to_device
+
 logger = logging.getLogger(__name__)
 
 
@@ -138,7 +140,7 @@ def fit_distillation(model, epoch_batches: Callable[[int], list], optimizer, los
     end, and a run started again with the same arguments resumes from it. `stop_after` simulates an
     interruption after that many steps (for tests).
     """
-    device, device_type = info.device, torch.device(info.device).type
+    device = info.device
     result = FitResult()
     state = load_checkpoint(checkpoint_path) if checkpoint_path else None
     step = 0
@@ -159,10 +161,9 @@ def fit_distillation(model, epoch_batches: Callable[[int], list], optimizer, los
                 continue  # done before the interruption
             batch = collate(batch) if collate else batch
             # forward, in bf16 where asked; the teacher logits come with the batch
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            batch = to_device(batch, device)
             with oom_hint(len(batch["labels"]), max_length or batch["input_ids"].shape[1]):
-                with torch.autocast(device_type, dtype=autocast_dtype,
-                                    enabled=autocast_dtype is not None):
+                with autocast(device, autocast_dtype):
                     logits = model(input_ids=batch["input_ids"],
                                    attention_mask=batch["attention_mask"]).logits
                 loss = loss_fn(logits, batch["teacher_logits"], batch["labels"],

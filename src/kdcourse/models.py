@@ -24,6 +24,7 @@ from transformers import (AutoModelForSequenceClassification, AutoTokenizer, Mod
 
 from kdcourse.paths import CACHE_DIR, CHECKPOINT_DIR
 from kdcourse.profiles import Profile
+from kdcourse.utils import autocast
 
 logger = logging.getLogger(__name__)
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -230,14 +231,13 @@ def measure_latency(model, batch_size: int = 1, seq_len: int = 128, device: str 
     generator = torch.Generator().manual_seed(0)
     input_ids = torch.randint(5, vocab, (batch_size, seq_len), generator=generator).to(device)
     attention_mask = torch.ones_like(input_ids)
-    autocast = torch.autocast(device_type=torch.device(device).type, dtype=dtype,
-                              enabled=dtype is not None)
+    amp = autocast(device, dtype)
     timings = []
     for i in range(warmup + repeats):
         if device != "cpu":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        with autocast:
+        with amp:
             model(input_ids=input_ids, attention_mask=attention_mask)
         if device != "cpu":
             torch.cuda.synchronize()

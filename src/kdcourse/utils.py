@@ -1,4 +1,5 @@
-"""Small helpers shared by notebooks and scripts: seeding, device choice, progress bars."""
+"""Small helpers shared by notebooks and scripts: seeding, device choice, autocast, batches to the
+device, progress bars."""
 from __future__ import annotations
 
 import os
@@ -26,3 +27,15 @@ def pick_device(preferred: str | None = None) -> str:
                                "use device='cpu' or the cpu profile")
         return preferred
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def autocast(device: str, dtype: torch.dtype | None):
+    """`torch.autocast` to `dtype` on `device`'s type (bf16 on a GPU), or a context doing nothing
+    where `dtype` is None (fp32, e.g. on CPU)."""
+    return torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype is not None)
+
+
+def to_device(batch: dict, device: str) -> dict:
+    """A collated batch with its tensors on `device` (non-blocking: overlaps a pinned copy with the
+    GPU's work); other values (ints, lists) as they are."""
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
