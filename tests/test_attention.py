@@ -14,7 +14,7 @@ from kdcourse import attention
 from kdcourse.models import attention_implementation
 
 sys.path.insert(0, str(Path(__file__).parent / "support"))
-from tiny_modernbert import padded_batch, small_config  # noqa: E402
+from tiny_modernbert import base_width_config, padded_batch, small_config  # noqa: E402
 
 needs_cuda = pytest.mark.skipif(not attention.varlen_available(), reason="needs a CUDA GPU and torch varlen_attn")
 
@@ -132,8 +132,7 @@ def test_flash_varlen_kernel_matches_reference_kernel():
 def test_varlen_matches_sdpa_on_gpu_modernbert_base_width():
     """ModernBERT-base width and window (128), 4 layers, bf16 autocast, texts up to 512 tokens."""
     attention.register()
-    config = small_config(vocab_size=50368, hidden_size=768, num_attention_heads=12, intermediate_size=1152,
-                          local_attention=128, global_attn_every_n_layers=3)
+    config = base_width_config()
     ids, mask = padded_batch([512, 300, 129, 20], 512, vocab=50368)
     ref_logits, ref_grad = logits_and_grad(config, "sdpa", ids, mask, "cuda", torch.bfloat16)
     for static in (False, True):
@@ -146,8 +145,7 @@ def test_varlen_matches_sdpa_on_gpu_modernbert_base_width():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_flex_attention_matches_sdpa_on_gpu_modernbert_base_width():
     """FlexAttention, logits and gradients, at ModernBERT-base width and window (bf16)."""
-    config = small_config(vocab_size=50368, hidden_size=768, num_attention_heads=12, intermediate_size=1152,
-                          local_attention=128, global_attn_every_n_layers=3)
+    config = base_width_config()
     ids, mask = padded_batch([512, 300, 129, 20], 512, vocab=50368)
     ref_logits, ref_grad = logits_and_grad(config, "sdpa", ids, mask, "cuda", torch.bfloat16)
     logits, grad = logits_and_grad(config, "flex_attention", ids, mask, "cuda", torch.bfloat16)

@@ -11,7 +11,7 @@ from kdcourse.packing import PackedCollator, pack_by_length, packed_logits
 from kdcourse.utils import to_device
 
 sys.path.insert(0, str(Path(__file__).parent / "support"))
-from tiny_modernbert import padded_batch, small_config  # noqa: E402
+from tiny_modernbert import base_width_config, padded_batch, small_config  # noqa: E402
 
 
 def test_first_fit_decreasing_fills_packs_and_keeps_every_text():
@@ -73,8 +73,7 @@ def test_packed_matches_padded_sdpa_on_gpu():
     """The CUDA varlen kernel on a packed row (tail chunks, zero-length sequences), ModernBERT-base
     width and window, bf16: the padded SDPA model's logits and gradients."""
     attention.register()
-    config = small_config(vocab_size=50368, hidden_size=768, num_attention_heads=12, intermediate_size=1152,
-                          local_attention=128, global_attn_every_n_layers=3)
+    config = base_width_config()
     lengths = [512, 300, 129, 20]
     ids, mask = padded_batch(lengths, 512, vocab=50368)
     results = []

@@ -35,7 +35,7 @@ from kdcourse.logits_cache import (StaleCacheError, cached_logits, dataset_finge
                                    logits_fingerprint, model_fingerprint, move_stale_aside,
                                    tokenizer_fingerprint)
 from kdcourse.metrics import class_similarity, evaluate_logits, reliability_bins
-from kdcourse.models import (ATTENTION_CHOICES, checkpoint_dir, compile_layers, count_parameters, load_student,
+from kdcourse.models import (check_attention, checkpoint_dir, compile_layers, count_parameters, load_student,
                              load_tokenizer, measure_latency)
 from kdcourse.notebook import load_graded_functions
 from kdcourse.paths import CACHE_DIR, RUNS_DIR, SOLUTION_NOTEBOOK
@@ -88,8 +88,7 @@ class ReferenceConfig:
                              "max-autotune or max-autotune-no-cudagraphs")
         if self.pad_to_multiple_of is not None and self.pad_to_multiple_of < 1:
             raise ValueError(f"pad_to_multiple_of must be >= 1 (or None), got {self.pad_to_multiple_of}")
-        if self.attention not in ATTENTION_CHOICES:
-            raise ValueError(f"unknown attention {self.attention!r}: choose one of {', '.join(ATTENTION_CHOICES)}")
+        check_attention(self.attention)
         if not self.seeds:
             raise ValueError("seeds is empty: give at least one, e.g. --seeds 0")
         if self.temperature <= 0 or any(t <= 0 for t in self.sweep_temperatures):

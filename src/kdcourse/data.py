@@ -21,11 +21,10 @@ from torch.utils.data import DataLoader
 
 from kdcourse.paths import DATA_DIR
 
-if TYPE_CHECKING:  # annotations only: importing `datasets` here would tie batching to it
+# `datasets` is imported where it is used (here for annotations only), so batching (PadCollator,
+# LengthGroupedBatchSampler) also works where it is not installed (the GPU benchmark image).
+if TYPE_CHECKING:
     from datasets import Dataset, DatasetDict
-
-# `datasets` is imported where it is used, so batching (PadCollator, LengthGroupedBatchSampler) also
-# works where it is not installed (the GPU benchmark image).
 
 SPLITS = ("train", "validation", "test")
 TEXT_COLUMNS = ["complaint_id", "text", "label", "product", "issue", "date_received"]

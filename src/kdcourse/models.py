@@ -88,12 +88,17 @@ def load_tokenizer(profile: Profile, train_texts=None):
 ATTENTION_CHOICES = ("auto", "sdpa", "eager", "kd_varlen", "flex_attention", "flash_attention_2")
 
 
+def check_attention(name: str) -> str:
+    """`name` if it is one of ATTENTION_CHOICES, else a ValueError listing them."""
+    if name not in ATTENTION_CHOICES:
+        raise ValueError(f"unknown attention {name!r}: choose one of {', '.join(ATTENTION_CHOICES)}")
+    return name
+
+
 def resolve_attention(name: str = "auto") -> str:
     """The transformers attention implementation for `name` (one of ATTENTION_CHOICES): "auto" is
     `attention_implementation()`; "kd_varlen" is registered with transformers first."""
-    if name not in ATTENTION_CHOICES:
-        raise ValueError(f"unknown attention {name!r}: choose one of {', '.join(ATTENTION_CHOICES)}")
-    if name == "auto":
+    if check_attention(name) == "auto":
         return attention_implementation()
     if name == "kd_varlen":
         from kdcourse.attention import register

@@ -11,6 +11,12 @@ def small_config(**overrides):
     return ModernBertConfig(**(values | overrides))
 
 
+def base_width_config():
+    """ModernBERT-base's vocabulary, width, heads and local window (128), in 4 layers: the GPU tests."""
+    return small_config(vocab_size=50368, hidden_size=768, num_attention_heads=12, intermediate_size=1152,
+                        local_attention=128, global_attn_every_n_layers=3)
+
+
 def padded_batch(lengths, seq, vocab=300, seed=1):
     """input_ids [batch, seq] and attention_mask [batch, seq], right-padded to `seq`."""
     g = torch.Generator().manual_seed(seed)
