@@ -57,6 +57,41 @@ def test_a_failed_optional_row_is_reported_and_the_rest_kept(tmp_path):
     assert results["reference"]["tokens_per_s"] > 0 and "soft_labels_over_reference" in results["ratios"]
 
 
+def test_rows_can_be_switched_off(tmp_path):
+    """--eager false and --soft_label_batches 0 skip those rows (a later row set of one GPU session); the
+    ratios are those the remaining rows allow, and the table still prints."""
+    results = bench.main(["--profile", "smoke", "--steps", "1", "--warmup", "0", "--eager", "false",
+                          "--soft_label_batches", "0", "--compare_attention", "kd_varlen",
+                          "--out", str(tmp_path / "bench.json")])
+    assert "reference" not in results and "soft_labels" not in results and "teacher_params" not in results
+    assert results["reference_kd_varlen"]["tokens_per_s"] > 0 and results["trainer"]["tokens_per_s"] > 0
+    assert results["ratios"] == {}
+    assert "reference_kd_varlen" in bench.format_table(results)
+
+
+def test_nothing_to_measure_is_refused():
+    with pytest.raises(ValueError, match="nothing to measure"):
+        bench.BenchConfig(eager=False, trainer=False, soft_label_batches=0)
+    with pytest.raises(ValueError, match="soft_label_batches"):
+        bench.BenchConfig(soft_label_batches=-1)
+
+
+def row(tokens_per_s, error=None):
+    return {"tokens_per_s": tokens_per_s} | ({} if error is None else {"logits_rel_error_vs_eager": error})
+
+
+@pytest.mark.parametrize("rows, expected", [
+    ({"reference": row(100), "trainer": row(50), "soft_labels": row(300), "reference_compiled": row(200, 0.001)},
+     {"reference_over_trainer": 2, "compiled_over_eager": 2, "compiled_over_trainer": 4,
+      "soft_labels_over_reference": 3}),
+    ({"reference": row(100), "trainer": row(50), "reference_compiled": row(200, 0.5)},  # suspect: no ratio
+     {"reference_over_trainer": 2}),
+    ({"trainer": row(50), "reference_compiled": row(200, 0.001)}, {"compiled_over_trainer": 4}),  # no eager row
+])
+def test_ratios_use_the_rows_that_were_measured(rows, expected):
+    assert bench.ratios(rows) == pytest.approx(expected)
+
+
 def test_bench_imports_without_datasets():
     """The GPU image has no `datasets`: kdcourse.bench must not import it."""
     code = ("import sys\nclass Block:\n    def find_spec(self, name, *a):\n"

@@ -57,7 +57,10 @@ class BenchConfig:
     max_length: int | None = field(default=None, metadata={"help": "default: the profile's max_length"})
     median_length: int = field(default=180, metadata={"help": "median text length in tokens (CFPB: ~180 "
                                                        "ModernBERT tokens; log-normal, clipped at max_length)"})
-    soft_label_batches: int = field(default=8, metadata={"help": "eval batches of the soft-label pass"})
+    soft_label_batches: int = field(default=8, metadata={"help": "eval batches of the soft-label pass "
+                                    "(0: skip it, and the teacher)"})
+    eager: bool = field(default=True, metadata={"help": "time the eager reference step, the ratios' baseline "
+                        "(false: another row set measured it on this machine; the other rows still run)"})
     trainer: bool = field(default=True, metadata={"help": "also time the Hugging Face Trainer baseline"})
     attention: str = field(default="auto", metadata={"help": "attention of the reference step: auto "
                            "(flash_attention_2 if installed, else sdpa), sdpa, kd_varlen, flex_attention (GPU), "
@@ -93,6 +96,13 @@ class BenchConfig:
     def __post_init__(self):
         if self.steps < 1 or self.warmup < 0:
             raise ValueError(f"steps must be >= 1 and warmup >= 0, got {self.steps} and {self.warmup}")
+        if self.soft_label_batches < 0:
+            raise ValueError(f"soft_label_batches must be >= 0 (0 skips the pass), got {self.soft_label_batches}")
+        if not (self.eager or self.compile or self.compare_attention or self.extra_batch_sizes
+                or self.packed_tokens or self.trainer or self.soft_label_batches):
+            raise ValueError("nothing to measure: every row is switched off (--eager false, --trainer false, "
+                             "--soft_label_batches 0 and no --compile, --compare_attention, --extra_batch_sizes "
+                             "or --packed_tokens)")
         if self.compile_scope not in ("layers", "model"):
             raise ValueError(f"compile_scope must be 'layers' or 'model', got {self.compile_scope!r}")
 
@@ -411,8 +421,9 @@ def run_bench(cfg: BenchConfig, save=lambda results: None) -> dict:
     n_student = non_embedding_params(student)
     ctx["student_flops"] = lambda n: flops_per_sequence(student_config, n_student, n)
     results["student_params"] = sum(p.numel() for p in student.parameters())
-    results["reference"] = bench_reference(student, examples, graded.distillation_loss, cfg, ctx)
-    save(results)
+    if cfg.eager:
+        results["reference"] = bench_reference(student, examples, graded.distillation_loss, cfg, ctx)
+        save(results)
     def attempt(name, measure):  # optional rows: a failure (OOM, compile) is reported, the rest goes on
         try:
             results[name] = measure()
@@ -449,31 +460,35 @@ def run_bench(cfg: BenchConfig, save=lambda results: None) -> dict:
                                            graded.distillation_loss, cfg, ctx)
         save(results)
     # 3. the soft-label pass of the teacher
-    teacher = build_model(teacher_config, device).eval()
-    n_teacher = non_embedding_params(teacher)
-    ctx["teacher_flops"] = lambda n: flops_per_sequence(teacher_config, n_teacher, n, training=False)
-    results["teacher_params"] = sum(p.numel() for p in teacher.parameters())
-    soft_examples = examples[: cfg.soft_label_batches * ctx["eval_batch_size"]]
-    results["soft_labels"] = bench_soft_labels(teacher, soft_examples, graded.collect_teacher_logits, cfg, ctx)
-    del teacher
-    save(results)
+    if cfg.soft_label_batches:
+        teacher = build_model(teacher_config, device).eval()
+        n_teacher = non_embedding_params(teacher)
+        ctx["teacher_flops"] = lambda n: flops_per_sequence(teacher_config, n_teacher, n, training=False)
+        results["teacher_params"] = sum(p.numel() for p in teacher.parameters())
+        soft_examples = examples[: cfg.soft_label_batches * ctx["eval_batch_size"]]
+        results["soft_labels"] = bench_soft_labels(teacher, soft_examples, graded.collect_teacher_logits, cfg, ctx)
+        del teacher
+        save(results)
     # 4. the reference step under torch.compile, last: compiling takes a while and may fail
     if cfg.compile:
         attempt("reference_compiled", lambda: bench_reference(
             build_model(student_config, device), examples, graded.distillation_loss, cfg, ctx, compiled=True))
-    # ratios
-    ref = results["reference"]["tokens_per_s"]
-    ratios = results["ratios"] = {}
-    if "trainer" in results:
-        ratios["reference_over_trainer"] = ref / results["trainer"]["tokens_per_s"]
-    if "reference_compiled" in results and not suspect(results["reference_compiled"].get("logits_rel_error_vs_eager")):
-        ratios["compiled_over_eager"] = results["reference_compiled"]["tokens_per_s"] / ref
-        if "trainer" in results:
-            ratios["compiled_over_trainer"] = (results["reference_compiled"]["tokens_per_s"]
-                                               / results["trainer"]["tokens_per_s"])
-    ratios["soft_labels_over_reference"] = results["soft_labels"]["tokens_per_s"] / ref
+    results["ratios"] = ratios(results)
     save(results)
     return results
+
+
+def ratios(results: dict) -> dict:
+    """Throughput ratios between the rows that were measured (a suspect compiled row counts in none)."""
+    speed = {name: results[name]["tokens_per_s"] for name in ("reference", "trainer", "soft_labels")
+             if name in results}
+    compiled = results.get("reference_compiled")
+    if compiled and not suspect(compiled.get("logits_rel_error_vs_eager")):
+        speed["compiled"] = compiled["tokens_per_s"]
+    pairs = {"reference_over_trainer": ("reference", "trainer"), "compiled_over_eager": ("compiled", "reference"),
+             "compiled_over_trainer": ("compiled", "trainer"),
+             "soft_labels_over_reference": ("soft_labels", "reference")}
+    return {name: speed[a] / speed[b] for name, (a, b) in pairs.items() if a in speed and b in speed}
 
 
 # Compiled logits further than this from eager ones (relative norm) mark a row as suspect: bf16 kernels
@@ -494,9 +509,10 @@ def format_error(error: float | str) -> str:
 
 
 def format_table(results: dict) -> str:
+    teacher = f", teacher {results['teacher_params'] / 1e6:.1f}M" if "teacher_params" in results else ""
     lines = [f"bench {results['profile']} on {results['device']} (torch {results['torch']}, max length "
              f"{results['max_length']}, mean length {results['mean_length']:.0f}; student "
-             f"{results['student_params'] / 1e6:.1f}M, teacher {results['teacher_params'] / 1e6:.1f}M parameters)",
+             f"{results['student_params'] / 1e6:.1f}M{teacher} parameters)",
              f"{'measurement':<28}{'attention':<19}{'batch':>6}{'pad':>6}{'tokens/s':>12}{'TFLOP/s':>9}{'MFU':>8}"
              f"{'mem GB':>8}"]
     names = ["reference", *(k for k in results if k.startswith("reference_") and isinstance(results[k], dict)),
