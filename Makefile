@@ -21,7 +21,7 @@ NB_RELEASE := assignments/week6_distillation/distillation.ipynb
 # nbgrader runs `alembic` by name: the venv's bin folder goes first on PATH.
 NBGRADER := PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/nbgrader
 
-.PHONY: help venv test data data-full teacher reference bench gpu-check release validate grade clean-venv
+.PHONY: help venv test data data-full teacher reference bench traffic gpu-check release validate grade clean-venv
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -54,6 +54,9 @@ reference: $(STAMP)  ## the whole reference experiment -> runs/<profile>/ (teach
 
 bench: $(STAMP)  ## throughput, MFU and memory of the distillation step vs a HF Trainer baseline [ARGS=...]
 	$(PY) solutions/reference/bench.py --profile $(PROFILE) $(ARGS)
+
+traffic: $(STAMP)  ## bytes the compiled step's fused kernels move, and the MFU ceiling that leaves [ARGS=...]
+	$(PY) -m kdcourse.traffic --profile $(PROFILE) $(ARGS)
 
 # No venv step: the GPU image's own torch (often offline, and not the CPU wheel pinned here) runs it.
 gpu-check:  ## on a GPU: attention/packing checks and the benchmark matrix -> runs/gpu/session/

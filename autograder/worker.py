@@ -18,7 +18,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # -I drops the script's folder
 
-import numpy as np  # noqa: E402
+import numpy  # noqa: E402,F401  (Tensor.numpy() in encode needs it; loaded before any student cell runs)
 import torch  # noqa: E402
 
 import cases  # noqa: E402
