@@ -69,6 +69,16 @@ def test_rows_can_be_switched_off(tmp_path):
     assert "reference_kd_varlen" in bench.format_table(results)
 
 
+def test_the_bf16_weights_row(tmp_path):
+    """--bf16_weights adds the step with bf16 weights and fp32 master copies (compiled with --compile)."""
+    results = bench.main(["--profile", "smoke", "--steps", "2", "--warmup", "1", "--eager", "false",
+                          "--trainer", "false", "--soft_label_batches", "0", "--bf16_weights", "true",
+                          "--out", str(tmp_path / "bench.json")])
+    row = results["reference_bf16_weights"]
+    assert row["weights"] == "bf16 + fp32 master" and row["tokens_per_s"] > 0 and not row["compiled"]
+    assert "sdpa +bf16" in bench.format_table(results)
+
+
 def test_nothing_to_measure_is_refused():
     with pytest.raises(ValueError, match="nothing to measure"):
         bench.BenchConfig(eager=False, trainer=False, soft_label_batches=0)

@@ -44,8 +44,22 @@ def test_traffic_runs_on_the_smoke_model(tmp_path):
     assert results["step"]["positions"] >= results["step"]["tokens"] > 0
     for card in results["cards"].values():
         assert 0 < card["mfu_ceiling"] < 1 and card["fused_ms"] > 0
+    # bf16 weights: a bf16 residual stream moves fewer bytes a position; the master copies cost 12 a parameter
+    bf16 = traffic.main(["--profile", "smoke", "--bf16_weights", "true", "--out", str(tmp_path / "bf16.json")])
+    assert bf16["kinds"]["fused"]["per_position"] < 0.9 * results["kinds"]["fused"]["per_position"]
+    assert bf16["adamw_bytes_per_step"] == 40 * bf16["step"]["params"]
 
 
 def test_every_card_has_a_bandwidth_and_a_peak():
     from kdcourse import bench
     assert traffic.BANDWIDTH.keys() == bench.PEAK_BF16.keys()
+
+
+@pytest.mark.parametrize("args, message", [
+    ({"fit_batch_sizes": [4, 2]}, "two increasing positive sizes"),
+    ({"fit_batch_sizes": [2]}, "two increasing positive sizes"),
+    ({"length": 0}, "length must be >= 1"),
+])
+def test_bad_settings_are_refused(args, message):
+    with pytest.raises(ValueError, match=message):
+        traffic.TrafficConfig(**args)

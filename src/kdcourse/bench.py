@@ -72,6 +72,9 @@ class BenchConfig:
                                "(one compilation shared by all 22); model: the whole model"})
     compile_mode: str = field(default="default", metadata={"help": "torch.compile mode: default, "
                               "reduce-overhead (CUDA graphs: fewer launches), max-autotune-no-cudagraphs"})
+    bf16_weights: bool = field(default=False, metadata={"help": "also time the reference step (compiled with "
+                               "--compile) with bf16 weights and fp32 master copies (kdcourse.utils.MasterWeights): "
+                               "a bf16 residual stream, 28%% fewer bytes through the fused kernels"})
     packed_tokens: int = field(default=0, metadata={"help": "also time the step on texts packed into rows of "
                                "this many tokens (kdcourse.packing; kd_varlen or flash_attention_2); 0: off"})
     kernel_table: int = field(default=0, metadata={"help": "profile 3 steps of each reference measurement: host "
@@ -99,10 +102,10 @@ class BenchConfig:
         if self.soft_label_batches < 0:
             raise ValueError(f"soft_label_batches must be >= 0 (0 skips the pass), got {self.soft_label_batches}")
         if not (self.eager or self.compile or self.compare_attention or self.extra_batch_sizes
-                or self.packed_tokens or self.trainer or self.soft_label_batches):
+                or self.packed_tokens or self.trainer or self.soft_label_batches or self.bf16_weights):
             raise ValueError("nothing to measure: every row is switched off (--eager false, --trainer false, "
-                             "--soft_label_batches 0 and no --compile, --compare_attention, --extra_batch_sizes "
-                             "or --packed_tokens)")
+                             "--soft_label_batches 0 and no --compile, --compare_attention, --extra_batch_sizes, "
+                             "--packed_tokens or --bf16_weights)")
         if self.compile_scope not in ("layers", "model"):
             raise ValueError(f"compile_scope must be 'layers' or 'model', got {self.compile_scope!r}")
 
@@ -254,11 +257,14 @@ def time_steps(name, step, loader, warm_batches, text_lengths, row, cfg, ctx) ->
     return result_row(tokens, flops, seconds, ctx["peak"], **row, steps=cfg.steps, padding=1 - tokens / positions)
 
 
-def bench_reference(student, examples, loss_fn, cfg, ctx, compiled: bool = False) -> dict:
-    """The reference distillation step: grouped batches, pinned, non-blocking, bf16, fused AdamW."""
+def bench_reference(student, examples, loss_fn, cfg, ctx, compiled: bool = False, bf16_weights: bool = False) -> dict:
+    """The reference distillation step: grouped batches, pinned, non-blocking, bf16, fused AdamW
+    (on fp32 master copies of bf16 weights with `bf16_weights`)."""
+    from kdcourse.utils import MasterWeights
     cuda = ctx["device"].startswith("cuda")
     model = compile_student(student, cfg.compile_scope, cfg.compile_mode) if compiled else student
-    optimizer = torch.optim.AdamW(student.parameters(), lr=5e-5, fused=cuda)
+    adamw = functools.partial(torch.optim.AdamW, lr=5e-5, fused=cuda)
+    optimizer = MasterWeights(student, adamw) if bf16_weights else adamw(student.parameters())
     lengths = [len(e["input_ids"]) for e in examples]
     batches = LengthGroupedBatchSampler(lengths, ctx["batch_size"]).batches()[: cfg.warmup + cfg.steps]
     collate = PadCollator(ctx["pad_token_id"], cfg.pad_to_multiple_of)
@@ -276,7 +282,8 @@ def bench_reference(student, examples, loss_fn, cfg, ctx, compiled: bool = False
         shapes.setdefault(tuple(batch["input_ids"].shape), batch)
     repeats = 3 if compiled and cfg.compile_mode == "reduce-overhead" else 1
     row = {"attention": student.config._attn_implementation, "batch_size": ctx["batch_size"],
-           "compiled": f"{cfg.compile_scope}/{cfg.compile_mode}" if compiled else None}
+           "compiled": f"{cfg.compile_scope}/{cfg.compile_mode}" if compiled else None,
+           "weights": "bf16 + fp32 master" if bf16_weights else "fp32"}
     model.train()
     result = time_steps("reference step", step, loader, list(shapes.values()) * repeats,
                         lambda batch: batch["attention_mask"].sum(1).tolist(), row, cfg, ctx)
@@ -473,6 +480,10 @@ def run_bench(cfg: BenchConfig, save=lambda results: None) -> dict:
     if cfg.compile:
         attempt("reference_compiled", lambda: bench_reference(
             build_model(student_config, device), examples, graded.distillation_loss, cfg, ctx, compiled=True))
+    if cfg.bf16_weights:  # the same step with a bf16 residual stream
+        attempt("reference_bf16_weights", lambda: bench_reference(
+            build_model(student_config, device), examples, graded.distillation_loss, cfg, ctx, compiled=cfg.compile,
+            bf16_weights=True))
     results["ratios"] = ratios(results)
     save(results)
     return results
@@ -513,7 +524,7 @@ def format_table(results: dict) -> str:
     lines = [f"bench {results['profile']} on {results['device']} (torch {results['torch']}, max length "
              f"{results['max_length']}, mean length {results['mean_length']:.0f}; student "
              f"{results['student_params'] / 1e6:.1f}M{teacher} parameters)",
-             f"{'measurement':<28}{'attention':<19}{'batch':>6}{'pad':>6}{'tokens/s':>12}{'TFLOP/s':>9}{'MFU':>8}"
+             f"{'measurement':<28}{'attention':<25}{'batch':>6}{'pad':>6}{'tokens/s':>12}{'TFLOP/s':>9}{'MFU':>8}"
              f"{'mem GB':>8}"]
     names = ["reference", *(k for k in results if k.startswith("reference_") and isinstance(results[k], dict)),
              "trainer", "soft_labels"]
@@ -522,10 +533,11 @@ def format_table(results: dict) -> str:
             r = results[name]
             mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a"
             mem = f"{r['peak_memory_gb']:.1f}" if r["peak_memory_gb"] is not None else "n/a"
-            attention = r.get("attention", results["attention"]) + (" +compile" if r.get("compiled") else "")
+            attention = (r.get("attention", results["attention"]) + (" +compile" if r.get("compiled") else "")
+                         + (" +bf16" if r.get("weights", "").startswith("bf16") else ""))
             batch = r.get("batch_size", "")
             padding = f"{100 * r['padding']:.0f}%" if "padding" in r else ""
-            lines.append(f"{name:<28}{attention:<19}{batch:>6}{padding:>6}{r['tokens_per_s']:>12,.0f}"
+            lines.append(f"{name:<28}{attention:<25}{batch:>6}{padding:>6}{r['tokens_per_s']:>12,.0f}"
                          f"{r['tflops']:>9.1f}{mfu:>8}{mem:>8}"
                          + (f"  host {r['profiled_host_ms']:.0f} / GPU {r['profiled_gpu_ms']:.0f} ms per step"
                             if "profiled_host_ms" in r else "")

@@ -19,7 +19,8 @@ flops / (flops + peak * fused_seconds).
 On CPU the kernels are Inductor's C++ ones, fused by the same scheduler as the GPU's Triton kernels;
 fusion may differ in detail, so the figures are an estimate of the GPU's, and a GPU run counts its own.
 The fused AdamW step (not compiled) is added as 28 bytes a parameter: reads weight, gradient and two
-moments in fp32, writes three.
+moments in fp32, writes three; with `--bf16_weights` (`kdcourse.utils.MasterWeights`) 12 more for
+the gradient's cast to fp32 and the master copy's back to bf16.
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ logger = logging.getLogger(__name__)
 BANDWIDTH = {"H100 PCIe": 2.0e12, "H100": 3.35e12, "H200": 4.8e12, "GH200": 4.0e12, "A100": 2.0e12,
              "L40S": 0.864e12, "L4": 0.3e12, "A10G": 0.6e12}
 ADAMW_BYTES_PER_PARAM = 28  # fp32: reads weight, grad, exp_avg, exp_avg_sq; writes weight, exp_avg, exp_avg_sq
+MASTER_BYTES_PER_PARAM = 12  # MasterWeights: bf16 grad -> fp32 (2 + 4), fp32 master -> bf16 weight (4 + 2)
 
 
 @contextlib.contextmanager
@@ -108,8 +110,18 @@ class TrafficConfig:
                                "(default: the epoch's mean padded length, a multiple of 8)"})
     fit_batch_sizes: list[int] = field(default_factory=lambda: [2, 4], metadata={
         "help": "the two batch sizes compiled for the fit (small: CPU compiles and runs them)"})
+    bf16_weights: bool = field(default=False, metadata={"help": "bf16 weights with fp32 master copies "
+                               "(kdcourse.utils.MasterWeights) instead of fp32 weights under autocast"})
     out: str | None = field(default=None, metadata={"help": "JSON file (default runs/<profile>/traffic.json)"})
     device: str = field(default="cpu", metadata={"help": "where to compile: cpu (C++ kernels) or cuda (Triton)"})
+
+    def __post_init__(self):
+        sizes = self.fit_batch_sizes
+        if len(sizes) != 2 or not 0 < sizes[0] < sizes[1]:
+            raise ValueError(f"fit_batch_sizes needs two increasing positive sizes, got {sizes}")
+        for name in ("batch_size", "length"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
 
 def epoch_step(profile, config, batch_size: int) -> dict:
@@ -137,15 +149,19 @@ def epoch_step(profile, config, batch_size: int) -> dict:
 def run_traffic(cfg: TrafficConfig) -> dict:
     from kdcourse import bench
     from kdcourse.profiles import get_profile
+    from kdcourse.utils import MasterWeights, pick_device
     profile = get_profile(cfg.profile)
     config = bench.bench_model_config(profile, "student", attention="sdpa")
     step = epoch_step(profile, config, cfg.batch_size or profile.train_batch_size)
     length = cfg.length or 8 * round(step["padded_length"] / 8)
-    model = bench.build_model(config, cfg.device).train()
-    small, large = (step_kernels(model, size, length, cfg.device) for size in cfg.fit_batch_sizes)
+    device = pick_device(cfg.device)  # a clear error when cuda is asked for and none is visible
+    model = bench.build_model(config, device).train()
+    if cfg.bf16_weights:
+        MasterWeights(model, lambda params: None)  # the optimizer's side is counted below
+    small, large = (step_kernels(model, size, length, device) for size in cfg.fit_batch_sizes)
     kinds = fit(small, large, tuple(size * length for size in cfg.fit_batch_sizes))
     fused = kinds["fused"]["constant"] + kinds["fused"]["per_position"] * step["positions"]
-    adamw = ADAMW_BYTES_PER_PARAM * step["params"]
+    adamw = (ADAMW_BYTES_PER_PARAM + MASTER_BYTES_PER_PARAM * cfg.bf16_weights) * step["params"]
     cards = {}
     for card, bandwidth in BANDWIDTH.items():
         peak = bench.PEAK_BF16[card]
@@ -165,8 +181,9 @@ def format_report(r: dict) -> str:
     for kind, k in sorted(r["kinds"].items()):
         lines.append(f"  {kind:<8} {k['kernels']:>5} kernels  {k['per_position'] / 1e3:>9,.1f} kB a position  "
                      f"+ {k['constant'] / 1e9:.2f} GB a step")
+    weights = "bf16 weights, fp32 master copies" if r["config"].get("bf16_weights") else "fp32 weights, bf16 autocast"
     lines.append(f"  fused kernels {r['fused_bytes_per_step'] / 1e9:.1f} GB a step, fused AdamW "
-                 f"{r['adamw_bytes_per_step'] / 1e9:.1f} GB")
+                 f"{r['adamw_bytes_per_step'] / 1e9:.1f} GB ({weights})")
     lines.append(f"  {'card':<10}{'fused ms':>10}{'AdamW ms':>10}{'matrix ms at peak':>19}{'MFU ceiling':>13}")
     for card, c in r["cards"].items():
         lines.append(f"  {card:<10}{c['fused_ms']:>10.1f}{c['adamw_ms']:>10.1f}{c['matrix_at_peak_ms']:>19.1f}"
@@ -181,8 +198,6 @@ def main(argv=None) -> dict:
 
     from kdcourse.paths import RUNS_DIR
     (cfg,) = HfArgumentParser(TrafficConfig).parse_args_into_dataclasses(args=argv)
-    if len(cfg.fit_batch_sizes) != 2 or cfg.fit_batch_sizes[0] >= cfg.fit_batch_sizes[1]:
-        raise SystemExit(f"--fit_batch_sizes needs two increasing sizes, got {cfg.fit_batch_sizes}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     results = run_traffic(cfg)
     out = Path(cfg.out or RUNS_DIR / cfg.profile / "traffic.json")

@@ -39,3 +39,35 @@ def to_device(batch: dict, device: str) -> dict:
     """A collated batch with its tensors on `device` (non-blocking: overlaps a pinned copy with the
     GPU's work); other values (ints, lists) as they are."""
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+class MasterWeights:
+    """bf16 weights in the model, fp32 master copies in the optimizer.
+
+    The model's trainable parameters become bf16 (its buffers stay as they are), so its activations and residual stream are bf16 too: the
+    compiled student's fused kernels move 28% fewer bytes than with fp32 weights under
+    autocast (`kdcourse.traffic`). The optimizer (`make_optimizer(fp32 copies)`) updates the fp32
+    copies, which are cast back into the model after each step: updates smaller than bf16's
+    resolution (about 1/256 of a weight) accumulate instead of rounding away. Use it where the
+    optimizer was: `zero_grad()` and `step()`.
+    """
+
+    def __init__(self, model: torch.nn.Module, make_optimizer):
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        if not self.params:
+            raise ValueError("MasterWeights: the model has no trainable parameters")
+        self.master = [p.detach().float().clone().requires_grad_(True) for p in self.params]
+        for p in self.params:  # parameters only: buffers (rotary frequencies) keep their precision
+            p.data = p.data.to(torch.bfloat16)
+        self.optimizer = make_optimizer(self.master)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for master, p in zip(self.master, self.params):
+            master.grad = None if p.grad is None else p.grad.float()
+        self.optimizer.step()
+        torch._foreach_copy_(self.params, self.master)  # fp32 -> bf16, rounded to nearest

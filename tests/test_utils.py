@@ -1,0 +1,63 @@
+"""kdcourse.utils.MasterWeights: bf16 weights in the model, fp32 updates in the optimizer."""
+import pytest
+import torch
+
+from kdcourse.utils import MasterWeights
+
+
+def model_and_copy():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.LayerNorm(3))
+    model.register_buffer("frequencies", torch.tensor([1.0 + 2**-12]))  # not representable in bf16
+    reference = [p.detach().float().clone().requires_grad_() for p in model.parameters()]
+    return model, reference
+
+
+def test_the_model_turns_bf16_and_its_buffers_do_not():
+    model, _ = model_and_copy()
+    MasterWeights(model, lambda params: torch.optim.SGD(params, lr=0.1))
+    assert all(p.dtype == torch.bfloat16 for p in model.parameters())
+    assert model.frequencies.dtype == torch.float32 and model.frequencies.item() == 1.0 + 2**-12
+
+
+def test_a_step_is_the_fp32_optimizer_step_on_the_master_copies():
+    """Same gradients: the master copies move exactly as fp32 AdamW moves fp32 weights, and the model
+    holds them rounded to bf16."""
+    model, reference = model_and_copy()
+    trainer = MasterWeights(model, lambda params: torch.optim.AdamW(params, lr=1e-2))
+    expected = torch.optim.AdamW(reference, lr=1e-2)
+    for step in range(3):
+        trainer.zero_grad()
+        grads = [torch.randn(p.shape, generator=torch.Generator().manual_seed(step)) for p in reference]
+        for p, r, g in zip(model.parameters(), reference, grads):
+            p.grad, r.grad = g.to(torch.bfloat16), g.to(torch.bfloat16).float()
+        trainer.step()
+        expected.step()
+    for p, master, r in zip(model.parameters(), trainer.master, reference):
+        torch.testing.assert_close(master, r, rtol=0, atol=0)
+        assert torch.equal(p.detach(), r.detach().to(torch.bfloat16))
+
+
+def test_small_updates_accumulate_in_the_master_copies():
+    """A weight of 1.0 with steps of 1e-4 (under bf16's resolution of 2**-7 there): plain bf16 weights
+    never move; the master copy moves by 100 steps' worth and the model follows."""
+    weight = torch.nn.Parameter(torch.ones(1, dtype=torch.bfloat16))
+    plain = torch.optim.SGD([weight], lr=1e-4)
+    model = torch.nn.Linear(1, 1, bias=False)
+    model.weight.data.fill_(1.0)
+    trainer = MasterWeights(model, lambda params: torch.optim.SGD(params, lr=1e-4))
+    for _ in range(100):
+        weight.grad = -torch.ones_like(weight)
+        plain.step()
+        trainer.zero_grad()
+        model.weight.grad = -torch.ones_like(model.weight)
+        trainer.step()
+    assert weight.item() == 1.0
+    assert trainer.master[0].item() == pytest.approx(1.01, rel=1e-4)
+    assert model.weight.item() == pytest.approx(1.01, abs=2**-7)
+
+
+def test_a_frozen_model_is_refused():
+    model = torch.nn.Linear(2, 2).requires_grad_(False)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        MasterWeights(model, lambda params: torch.optim.SGD(params, lr=0.1))
