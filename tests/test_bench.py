@@ -70,13 +70,17 @@ def test_rows_can_be_switched_off(tmp_path):
 
 
 def test_the_bf16_weights_row(tmp_path):
-    """--bf16_weights adds the step with bf16 weights and fp32 master copies (compiled with --compile)."""
+    """--bf16_weights with --compile adds the compiled step with bf16 weights and fp32 master copies,
+    checked against its own eager run, and its ratio to the fp32 compiled row."""
     results = bench.main(["--profile", "smoke", "--steps", "2", "--warmup", "1", "--eager", "false",
-                          "--trainer", "false", "--soft_label_batches", "0", "--bf16_weights", "true",
-                          "--out", str(tmp_path / "bench.json")])
+                          "--trainer", "false", "--soft_label_batches", "0", "--compile", "true",
+                          "--bf16_weights", "true", "--out", str(tmp_path / "bench.json")])
     row = results["reference_bf16_weights"]
-    assert row["weights"] == "bf16 + fp32 master" and row["tokens_per_s"] > 0 and not row["compiled"]
-    assert "sdpa +bf16" in bench.format_table(results)
+    assert row["weights"] == "bf16 + fp32 master" and row["tokens_per_s"] > 0 and row["compiled"]
+    assert row["logits_rel_error_vs_eager"] < bench.SUSPECT_ERROR
+    assert results["ratios"]["bf16_weights_over_fp32"] == pytest.approx(
+        row["tokens_per_s"] / results["reference_compiled"]["tokens_per_s"])
+    assert "sdpa +compile +bf16" in bench.format_table(results)
 
 
 def test_nothing_to_measure_is_refused():
@@ -97,6 +101,10 @@ def row(tokens_per_s, error=None):
     ({"reference": row(100), "trainer": row(50), "reference_compiled": row(200, 0.5)},  # suspect: no ratio
      {"reference_over_trainer": 2}),
     ({"trainer": row(50), "reference_compiled": row(200, 0.001)}, {"compiled_over_trainer": 4}),  # no eager row
+    ({"reference": row(100), "reference_bf16_weights": row(150) | {"compiled": None}},  # eager bf16 vs eager
+     {"bf16_weights_over_fp32": 1.5}),
+    ({"reference_compiled": row(200, 0.001), "reference_bf16_weights": row(300, 0.004) | {"compiled": "layers"}},
+     {"bf16_weights_over_fp32": 1.5}),
 ])
 def test_ratios_use_the_rows_that_were_measured(rows, expected):
     assert bench.ratios(rows) == pytest.approx(expected)

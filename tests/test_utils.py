@@ -36,6 +36,7 @@ def test_a_step_is_the_fp32_optimizer_step_on_the_master_copies():
     for p, master, r in zip(model.parameters(), trainer.master, reference):
         torch.testing.assert_close(master, r, rtol=0, atol=0)
         assert torch.equal(p.detach(), r.detach().to(torch.bfloat16))
+        assert master.grad is None  # freed after the step
 
 
 def test_small_updates_accumulate_in_the_master_copies():

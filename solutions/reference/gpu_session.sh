@@ -57,6 +57,10 @@ bench() {  # bench NAME ARGS...: one process per row set, its own time limit; th
     echo "== $name (exit $rc, ${SECONDS}s): $*"; grep -A20 "^measurement" "$log" || tail -5 "$log"
     [ $rc -eq 0 ] || { echo "== $name (exit $rc)"; cat "$log"; } >> "$OUT/failures.log"
 }
+baseline() {  # the eager step and soft labels: once a call (old results were moved aside above)
+    if compgen -G "$OUT/*.json" > /dev/null; then echo --eager false --soft_label_batches 0
+    else echo --soft_label_batches 1; fi
+}
 gpu_only() {  # FlexAttention has no CPU backward: its rows need CUDA
     if [ "$CUDA" = 1 ]; then bench "$@"; else echo "== $1 skipped: FlexAttention needs CUDA for training"; fi
 }
@@ -65,24 +69,21 @@ gpu_only() {  # FlexAttention has no CPU backward: its rows need CUDA
 # faster kernel shows fully only once CUDA graphs take the host's launches away.
 # 2. batch 128, compiled per layer: SDPA, FlexAttention (block masks for padding and windows), the same
 #    with CUDA graphs, kd_varlen (fixed-shape unpadding), SDPA with CUDA graphs
-#    The first row set times the eager step and the soft-label pass; the others time only their own rows
-#    (ONLY_NEW), unless ROWS leaves the first out (a second call may land on another machine).
+#    The first row set that runs times the eager step and the soft-label pass; the others time only
+#    their own rows (`baseline`: any JSON in $OUT means a row set of this call measured them already).
 #    The first also times the compiled step with bf16 weights and fp32 master copies (the memory side:
 #    kdcourse.traffic counts 28% fewer bytes through the fused kernels).
 LIMIT=210 bench b128_sdpa --attention sdpa --batch_size 128 --trainer false --soft_label_batches 1 --compile true \
     --bf16_weights true
-if [ -n "${ROWS:-}" ] && [[ " $ROWS " != *" b128_sdpa "* ]]; then ONLY_NEW=(--soft_label_batches 1)
-else ONLY_NEW=(--eager false --soft_label_batches 0); fi
-LIMIT=180 gpu_only b128_flex --attention flex_attention --batch_size 128 --trainer false "${ONLY_NEW[@]}" \
+LIMIT=180 gpu_only b128_flex --attention flex_attention --batch_size 128 --trainer false $(baseline) \
     --compile true
 LIMIT=200 gpu_only b128_flex_graphs --attention flex_attention --batch_size 128 --trainer false \
-    "${ONLY_NEW[@]}" --compile true --compile_mode reduce-overhead
-bench b128_varlen --attention kd_varlen --batch_size 128 --trainer false "${ONLY_NEW[@]}" --compile true
-LIMIT=200 bench b128_graphs --attention sdpa --batch_size 128 --trainer false "${ONLY_NEW[@]}" \
+    $(baseline) --compile true --compile_mode reduce-overhead
+bench b128_varlen --attention kd_varlen --batch_size 128 --trainer false $(baseline) --compile true
+LIMIT=200 bench b128_graphs --attention sdpa --batch_size 128 --trainer false $(baseline) \
     --compile true --compile_mode reduce-overhead
 # 3. packed rows (no padding, no masks, one shape) of 8k tokens (~38 texts, like batch 32), eager and compiled
-bench packed8k --attention sdpa --trainer false --eager false --soft_label_batches 0 --packed_tokens 8192 \
-    --compile true
+bench packed8k --attention sdpa --trainer false $(baseline) --packed_tokens 8192 --compile true
 # 4. the profile's batch (32): eager and compiled per layer, kd_varlen, the Trainer, soft labels
 bench b32 --attention sdpa --compare_attention kd_varlen --compile true
 echo "gpu_session: ${SECONDS}s"

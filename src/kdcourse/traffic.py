@@ -7,6 +7,8 @@ module records them by kind:
 - `fused`: the kernels Inductor writes itself (pointwise and reductions: norms, activations, rotary,
   casts, residuals): the profile's "elementwise" and "triton" classes, bound by memory bandwidth;
 - `extern`: library calls (matrix products, attention), bound by FLOPs.
+With `--bf16_weights` (bf16 weights, fp32 master copies) the model runs without autocast, as the
+bench's row does: CUDA's autocast would compute the norms, and so the residual stream, in fp32.
 Two batch sizes of one padded length give bytes = constant + slope * positions: the constant is the
 weights' side (autocast's bf16 copies of fp32 weights and their gradients' casts), the slope the
 activations'. At the step's positions and the card's bandwidth, the fused bytes cost at least
@@ -57,8 +59,10 @@ def record_kernels():
     def recording_codegen(graph, *args, **kwargs):
         result = codegen(graph, *args, **kwargs)
         for node in graph.scheduler.nodes:
-            kind = "extern" if node.is_extern() else "template" if node.is_template() else "fused"
-            kernels.append((kind, node.get_read_write_buffers_sizes()))
+            size = node.get_read_write_buffers_sizes()
+            if size:  # views and multi-output unpacking are nodes, not kernels, and move nothing
+                kind = "extern" if node.is_extern() else "template" if node.is_template() else "fused"
+                kernels.append((kind, size))
         return result
 
     with inductor_config.patch(fx_graph_cache=False), functorch_config.patch(enable_autograd_cache=False), \
@@ -76,13 +80,16 @@ def totals(kernels: list[tuple[str, int]]) -> dict:
     return out
 
 
-def step_kernels(model, batch_size: int, length: int, device: str = "cpu") -> dict:
+def step_kernels(model, batch_size: int, length: int, device: str = "cpu", autocast: bool = True) -> dict:
     """Compile `model` (a sequence classifier) afresh and run one forward and backward on random ids
-    [batch_size, length] under bf16 autocast; returns `totals` of the kernels generated."""
+    [batch_size, length], under bf16 autocast if `autocast`; returns `totals` of the kernels generated.
+    (CPU's autocast keeps bf16 layer norms in bf16 where CUDA's computes them in fp32; with fp32
+    weights the residual stream is fp32 on both.)"""
+    from kdcourse.utils import autocast as autocast_to
     torch._dynamo.reset()
     compiled = torch.compile(model)
     ids = torch.randint(5, model.config.vocab_size, (batch_size, length), device=device)
-    with record_kernels() as kernels, torch.autocast(device.split(":")[0], torch.bfloat16):
+    with record_kernels() as kernels, autocast_to(device, torch.bfloat16 if autocast else None):
         logits = compiled(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
         logits.float().logsumexp(-1).sum().backward()  # the loss is [batch, labels]: negligible traffic
     model.zero_grad(set_to_none=True)
@@ -95,6 +102,9 @@ def fit(small: dict, large: dict, positions: tuple[int, int]) -> dict:
     for kind in small.keys() | large.keys():
         a, b = small.get(kind, {"bytes": 0, "kernels": 0}), large.get(kind, {"bytes": 0, "kernels": 0})
         slope = (b["bytes"] - a["bytes"]) / (positions[1] - positions[0])
+        if a["kernels"] != b["kernels"]:  # the same graph at two sizes should lower to the same kernels
+            logger.warning("%s: %d kernels at the small batch, %d at the large one: the fit mixes two "
+                           "different fusions", kind, a["kernels"], b["kernels"])
         out[kind] = {"kernels": b["kernels"], "per_position": slope,
                      "constant": a["bytes"] - slope * positions[0]}
     return out
@@ -136,10 +146,11 @@ def epoch_step(profile, config, batch_size: int) -> dict:
     n_params = bench.non_embedding_params(model)
     max_length = profile.max_length
     median = min(bench.BenchConfig.median_length, max_length)
-    examples = bench.random_examples(7672, max_length, median, config.vocab_size, config.num_labels)
+    texts, multiple = bench.BenchConfig.train_texts, bench.BenchConfig.pad_to_multiple_of
+    examples = bench.random_examples(texts, max_length, median, config.vocab_size, config.num_labels)
     lengths = [len(e["input_ids"]) for e in examples]
     batches = LengthGroupedBatchSampler(lengths, batch_size).batches()
-    positions = sum(len(b) * -(-max(lengths[i] for i in b) // 8) * 8 for b in batches)
+    positions = sum(len(b) * -(-max(lengths[i] for i in b) // multiple) * multiple for b in batches)
     flops = sum(bench.flops_per_sequence(config, n_params, n) for n in lengths)
     return {"tokens": sum(lengths) / len(batches), "positions": positions / len(batches),
             "flops": flops / len(batches), "padded_length": positions / len(lengths),
@@ -158,7 +169,9 @@ def run_traffic(cfg: TrafficConfig) -> dict:
     model = bench.build_model(config, device).train()
     if cfg.bf16_weights:
         MasterWeights(model, lambda params: None)  # the optimizer's side is counted below
-    small, large = (step_kernels(model, size, length, device) for size in cfg.fit_batch_sizes)
+    # bf16 weights run without autocast, as in the bench (CUDA's autocast would make the residual stream fp32)
+    small, large = (step_kernels(model, size, length, device, autocast=not cfg.bf16_weights)
+                    for size in cfg.fit_batch_sizes)
     kinds = fit(small, large, tuple(size * length for size in cfg.fit_batch_sizes))
     fused = kinds["fused"]["constant"] + kinds["fused"]["per_position"] * step["positions"]
     adamw = (ADAMW_BYTES_PER_PARAM + MASTER_BYTES_PER_PARAM * cfg.bf16_weights) * step["params"]

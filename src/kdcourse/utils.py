@@ -44,12 +44,14 @@ def to_device(batch: dict, device: str) -> dict:
 class MasterWeights:
     """bf16 weights in the model, fp32 master copies in the optimizer.
 
-    The model's trainable parameters become bf16 (its buffers stay as they are), so its activations and residual stream are bf16 too: the
-    compiled student's fused kernels move 28% fewer bytes than with fp32 weights under
-    autocast (`kdcourse.traffic`). The optimizer (`make_optimizer(fp32 copies)`) updates the fp32
-    copies, which are cast back into the model after each step: updates smaller than bf16's
+    The model's trainable parameters become bf16 (its buffers, e.g. rotary frequencies, stay as they
+    are). Run the model without autocast: CUDA's autocast computes layer norms in fp32, and
+    ModernBERT's residual stream starts from one, so it would stay fp32. Without it, activations and
+    the residual stream are bf16 and the compiled student's fused kernels move fewer bytes
+    (`kdcourse.traffic --bf16_weights true`). The optimizer (`make_optimizer(fp32 copies)`) updates
+    the fp32 copies, which are cast back into the model after each step: updates smaller than bf16's
     resolution (about 1/256 of a weight) accumulate instead of rounding away. Use it where the
-    optimizer was: `zero_grad()` and `step()`.
+    optimizer was: `zero_grad()` (gradients always set to None) and `step()`.
     """
 
     def __init__(self, model: torch.nn.Module, make_optimizer):
@@ -71,3 +73,5 @@ class MasterWeights:
             master.grad = None if p.grad is None else p.grad.float()
         self.optimizer.step()
         torch._foreach_copy_(self.params, self.master)  # fp32 -> bf16, rounded to nearest
+        for master in self.master:  # 4 bytes a parameter, needed again only at the next step
+            master.grad = None
