@@ -13,7 +13,8 @@ Two batch sizes of one padded length give bytes = constant + slope * positions: 
 weights' side (autocast's bf16 copies of fp32 weights and their gradients' casts), the slope the
 activations'. At the step's positions and the card's bandwidth, the fused bytes cost at least
 `fused_ms`; even with matrix products at the card's full peak and attention free, MFU cannot pass
-flops / (flops + peak * fused_seconds).
+flops / (flops + peak * memory_seconds), memory_seconds: the fused kernels' and the optimizer's bytes
+at the card's bandwidth.
 
     python -m kdcourse.traffic --profile gpu --batch_size 128     # ~10 min on 2 CPU cores
     python -m kdcourse.traffic --profile smoke                    # the command itself, seconds
@@ -53,6 +54,11 @@ def record_kernels():
     import torch._inductor.config as inductor_config
     from torch._inductor.graph import GraphLowering
 
+    from torch._inductor.scheduler import BaseSchedulerNode
+    if not (hasattr(GraphLowering, "codegen") and hasattr(BaseSchedulerNode, "get_read_write_buffers_sizes")):
+        raise RuntimeError(f"kdcourse.traffic reads Inductor internals (GraphLowering.codegen, scheduler nodes' "
+                           f"get_read_write_buffers_sizes) that torch {torch.__version__} does not have; "
+                           "use the torch pinned in requirements.txt")
     kernels: list[tuple[str, int]] = []
     codegen = GraphLowering.codegen
 
