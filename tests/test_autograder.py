@@ -19,7 +19,9 @@ from autograder.grade import grade_folder, grade_notebook  # noqa: E402
 
 SOLUTION = REPO / "solutions" / "week6_distillation" / "distillation.ipynb"
 RELEASE = REPO / "assignments" / "week6_distillation" / "distillation.ipynb"
-pytestmark = pytest.mark.slow
+# One xdist worker runs these one after another: two grading sessions at once (each with hostile code
+# and its own worker pool) made the folder test lose every submission after the hostile ones in CI.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("autograder")]
 
 
 CASE_SECONDS = 5    # per case: correct code needs < 1 s; an infinite loop burns this twice
