@@ -30,7 +30,7 @@ import torch
 
 from kdcourse.data import LengthGroupedBatchSampler, PadCollator
 from kdcourse.profiling import Timer, kernel_table, peak_memory
-from kdcourse.utils import autocast, to_device
+from kdcourse.utils import MasterWeights, autocast, to_device
 
 logger = logging.getLogger(__name__)
 
@@ -260,13 +260,13 @@ def time_steps(name, step, loader, warm_batches, text_lengths, row, cfg, ctx) ->
 def bench_reference(student, examples, loss_fn, cfg, ctx, compiled: bool = False, bf16_weights: bool = False) -> dict:
     """The reference distillation step: grouped batches, pinned, non-blocking, bf16, fused AdamW
     (on fp32 master copies of bf16 weights with `bf16_weights`)."""
-    from kdcourse.utils import MasterWeights
     cuda = ctx["device"].startswith("cuda")
     model = compile_student(student, cfg.compile_scope, cfg.compile_mode) if compiled else student
     adamw = functools.partial(torch.optim.AdamW, lr=5e-5, fused=cuda)
-    optimizer = MasterWeights(student, adamw) if bf16_weights else adamw(student.parameters())
-    if bf16_weights:  # autocast would run the norms, and so the residual stream, in fp32 on CUDA
-        ctx = ctx | {"autocast_dtype": None}
+    if bf16_weights:  # no autocast: it would run the norms, and so the residual stream, in fp32 on CUDA
+        optimizer, ctx = MasterWeights(student, adamw), ctx | {"autocast_dtype": None}
+    else:
+        optimizer = adamw(student.parameters())
     lengths = [len(e["input_ids"]) for e in examples]
     batches = LengthGroupedBatchSampler(lengths, ctx["batch_size"]).batches()[: cfg.warmup + cfg.steps]
     collate = PadCollator(ctx["pad_token_id"], cfg.pad_to_multiple_of)

@@ -104,10 +104,13 @@ class PadCollator:
         self.pad_token_id = pad_token_id
         self.pad_to_multiple_of = pad_to_multiple_of  # 8 suits tensor cores on GPU
 
+    def padded_length(self, longest: int) -> int:
+        """The length a batch whose longest text has `longest` tokens is padded to."""
+        multiple = self.pad_to_multiple_of
+        return -(-longest // multiple) * multiple if multiple else longest
+
     def __call__(self, items: list[dict]) -> dict:
-        longest = max(len(item["input_ids"]) for item in items)
-        if self.pad_to_multiple_of:
-            longest = -(-longest // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        longest = self.padded_length(max(len(item["input_ids"]) for item in items))
         input_ids = torch.full((len(items), longest), self.pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros((len(items), longest), dtype=torch.long)
         for row, item in enumerate(items):

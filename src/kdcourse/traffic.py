@@ -35,6 +35,8 @@ from unittest import mock
 
 import torch
 
+from kdcourse.utils import MasterWeights, autocast, pick_device
+
 logger = logging.getLogger(__name__)
 
 # HBM bandwidth from the vendors' datasheets (bytes/s), by a name fragment as bench.PEAK_BF16.
@@ -86,16 +88,15 @@ def totals(kernels: list[tuple[str, int]]) -> dict:
     return out
 
 
-def step_kernels(model, batch_size: int, length: int, device: str = "cpu", autocast: bool = True) -> dict:
+def step_kernels(model, batch_size: int, length: int, device: str = "cpu", amp: bool = True) -> dict:
     """Compile `model` (a sequence classifier) afresh and run one forward and backward on random ids
-    [batch_size, length], under bf16 autocast if `autocast`; returns `totals` of the kernels generated.
+    [batch_size, length], under bf16 autocast if `amp`; returns `totals` of the kernels generated.
     (CPU's autocast keeps bf16 layer norms in bf16 where CUDA's computes them in fp32; with fp32
     weights the residual stream is fp32 on both.)"""
-    from kdcourse.utils import autocast as autocast_to
     torch._dynamo.reset()
     compiled = torch.compile(model)
     ids = torch.randint(5, model.config.vocab_size, (batch_size, length), device=device)
-    with record_kernels() as kernels, autocast_to(device, torch.bfloat16 if autocast else None):
+    with record_kernels() as kernels, autocast(device, torch.bfloat16 if amp else None):
         logits = compiled(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
         logits.float().logsumexp(-1).sum().backward()  # the loss is [batch, labels]: negligible traffic
     model.zero_grad(set_to_none=True)
@@ -143,20 +144,18 @@ class TrafficConfig:
 def epoch_step(profile, config, batch_size: int) -> dict:
     """Mean real tokens, padded positions and model FLOPs of one step over an epoch of the bench's
     length-grouped batches (its log-normal CFPB-like lengths, padded to multiples of 8)."""
-    from transformers import AutoModelForSequenceClassification
-
     from kdcourse import bench
-    from kdcourse.data import LengthGroupedBatchSampler
-    with torch.device("meta"):  # shapes only: parameter counts without allocating
-        model = AutoModelForSequenceClassification.from_config(config)
+    from kdcourse.data import LengthGroupedBatchSampler, PadCollator
+    model = bench.build_model(config, "meta")  # shapes only: parameter counts without allocating
     n_params = bench.non_embedding_params(model)
     max_length = profile.max_length
     median = min(bench.BenchConfig.median_length, max_length)
-    texts, multiple = bench.BenchConfig.train_texts, bench.BenchConfig.pad_to_multiple_of
-    examples = bench.random_examples(texts, max_length, median, config.vocab_size, config.num_labels)
+    examples = bench.random_examples(bench.BenchConfig.train_texts, max_length, median, config.vocab_size,
+                                     config.num_labels)
     lengths = [len(e["input_ids"]) for e in examples]
     batches = LengthGroupedBatchSampler(lengths, batch_size).batches()
-    positions = sum(len(b) * -(-max(lengths[i] for i in b) // multiple) * multiple for b in batches)
+    collate = PadCollator(config.pad_token_id, bench.BenchConfig.pad_to_multiple_of)
+    positions = sum(len(b) * collate.padded_length(max(lengths[i] for i in b)) for b in batches)
     flops = sum(bench.flops_per_sequence(config, n_params, n) for n in lengths)
     return {"tokens": sum(lengths) / len(batches), "positions": positions / len(batches),
             "flops": flops / len(batches), "padded_length": positions / len(lengths),
@@ -166,17 +165,17 @@ def epoch_step(profile, config, batch_size: int) -> dict:
 def run_traffic(cfg: TrafficConfig) -> dict:
     from kdcourse import bench
     from kdcourse.profiles import get_profile
-    from kdcourse.utils import MasterWeights, pick_device
     profile = get_profile(cfg.profile)
     config = bench.bench_model_config(profile, "student", attention="sdpa")
     step = epoch_step(profile, config, cfg.batch_size or profile.train_batch_size)
-    length = cfg.length or 8 * round(step["padded_length"] / 8)
+    multiple = bench.BenchConfig.pad_to_multiple_of
+    length = cfg.length or multiple * round(step["padded_length"] / multiple)
     device = pick_device(cfg.device)  # a clear error when cuda is asked for and none is visible
     model = bench.build_model(config, device).train()
     if cfg.bf16_weights:
         MasterWeights(model, lambda params: None)  # the optimizer's side is counted below
     # bf16 weights run without autocast, as in the bench (CUDA's autocast would make the residual stream fp32)
-    small, large = (step_kernels(model, size, length, device, autocast=not cfg.bf16_weights)
+    small, large = (step_kernels(model, size, length, device, amp=not cfg.bf16_weights)
                     for size in cfg.fit_batch_sizes)
     kinds = fit(small, large, tuple(size * length for size in cfg.fit_batch_sizes))
     fused = kinds["fused"]["constant"] + kinds["fused"]["per_position"] * step["positions"]
