@@ -187,14 +187,26 @@ def pytest_runtest_makereport(item, call):
             "message": "" if report.passed else _message(call.excinfo)})
 
 
-def pytest_sessionfinish(session):
+def pytest_collection_modifyitems(config, items):
+    """Count each submission's tests: a report with fewer (a session that stopped early) is
+    incomplete, and autograder.grade grades that submission again instead of scoring a part."""
+    config._grading_expected = dict.fromkeys(config._grading_tags, 0)
+    for item in items:
+        sid = getattr(item, "callspec", None) and item.callspec.params.get("submission_id")
+        if sid in config._grading_expected:
+            config._grading_expected[sid] += 1
+
+
+def pytest_sessionfinish(session, exitstatus):
     path = session.config.getoption("--grading-report")
     if path:
         config = session.config
+        expected = getattr(config, "_grading_expected", {})
         report = {}
         for sid, _ in config._grading_batch:
             run = config._grading_runs.get(sid) or {}
-            report[sid] = {"tests": config._grading_results[sid], "sandbox": run.get("sandbox"),
-                           "problem": run.get("problem"), "log": run.get("log", []),
-                           "load_errors": run.get("load_errors", {})}
-        Path(path).write_text(json.dumps({"submissions": report}, indent=1))
+            report[sid] = {"tests": config._grading_results[sid], "expected": expected.get(sid),
+                           "sandbox": run.get("sandbox"), "problem": run.get("problem"),
+                           "log": run.get("log", []), "load_errors": run.get("load_errors", {})}
+        Path(path).write_text(json.dumps({"exitstatus": int(exitstatus), "submissions": report},
+                                         indent=1))

@@ -68,9 +68,19 @@ def grade_notebooks(paths: dict, *, hide=(), jobs: int = 1, case_seconds=None, t
                     on_done=None) -> dict:
     """Grade {id: notebook path} in one pytest session, `jobs` workers at a time; {id: result}.
 
-    Never raises for anything in a notebook. `on_done(id)` is called as each one finishes.
+    Never raises for anything in a notebook. `on_done(id)` is called once as each one finishes.
+    A submission whose tests did not all run (the grading session stopped early: an internal
+    error, a signal) is graded again in a fresh session, then given zeros with "internal grader
+    error" if that fails too; a partial set of tests is never scored.
     """
     from kdcourse.notebook import NotebookError, read_notebook
+    done = set()
+
+    def finished(sid):
+        if str(sid) not in done:
+            done.add(str(sid))
+            if on_done:
+                on_done(sid)
     results, batch = {}, []
     for sid, path in paths.items():
         try:
@@ -78,10 +88,36 @@ def grade_notebooks(paths: dict, *, hide=(), jobs: int = 1, case_seconds=None, t
             batch.append({"id": str(sid), "path": str(Path(path).resolve())})
         except NotebookError as err:      # the message names the file, not the instructor's folders
             results[sid] = empty_result(str(err).replace(str(path), Path(path).name))
-            if on_done:
-                on_done(sid)
-    if not batch:
-        return results
+            finished(sid)
+    session = dict(hide=hide, jobs=jobs, case_seconds=case_seconds, timeout=timeout, on_done=finished)
+    report, failure = _grading_session(batch, **session) if batch else ({}, None)
+    unfinished = [entry for entry in batch if not _complete(report.get(entry["id"]))]
+    if unfinished and failure != "timeout":
+        log.warning("grading again, in a fresh session, the %d submission(s) whose tests did not "
+                    "all run: %s", len(unfinished), ", ".join(e["id"] for e in unfinished))
+        again, failure = _grading_session(unfinished, **session)
+        report.update({sid: entry for sid, entry in again.items() if _complete(entry)})
+    for entry in batch:
+        sid = next(k for k in paths if str(k) == entry["id"])
+        finished(sid)
+        if not _complete(report.get(entry["id"])):
+            results[sid] = empty_result(
+                "grading took longer than the overall limit; tell your instructor"
+                if failure == "timeout" else "internal grader error; tell your instructor")
+            continue
+        results[sid] = score_report(report[entry["id"]])
+        results[sid]["sandbox"] = report[entry["id"]].get("sandbox")
+    return results
+
+
+def _complete(entry) -> bool:
+    """True when a submission's report holds every test collected for it."""
+    return entry is not None and len(entry["tests"]) >= (entry.get("expected") or 1)
+
+
+def _grading_session(batch: list, *, hide, jobs, case_seconds, timeout, on_done) -> tuple[dict, str]:
+    """Run the hidden suites over `batch` in one pytest process: ({id: report entry}, failure),
+    failure being None, "timeout" or "crash". What the process printed is logged on a failure."""
     with tempfile.TemporaryDirectory(prefix="kdgrade-report-") as tmp:
         report_path, batch_path = Path(tmp) / "report.json", Path(tmp) / "batch.json"
         batch_path.write_text(json.dumps(batch))
@@ -106,19 +142,13 @@ def grade_notebooks(paths: dict, *, hide=(), jobs: int = 1, case_seconds=None, t
                 proc.wait()
                 stderr = "timeout"
         report = json.loads(report_path.read_text()).get("submissions", {}) if report_path.exists() else {}
-        if len(report) < len(batch):
-            log.error("grader failed:\n%s\n%s", (Path(tmp) / "stdout.txt").read_text()[-3000:],
-                      stderr[-3000:])
-    for entry in batch:
-        sid = next(k for k in paths if str(k) == entry["id"])
-        if entry["id"] not in report:
-            results[sid] = empty_result(
-                "grading took longer than the overall limit; tell your instructor" if stderr == "timeout"
-                else "internal grader error; tell your instructor")
-            continue
-        results[sid] = score_report(report[entry["id"]])
-        results[sid]["sandbox"] = report[entry["id"]].get("sandbox")
-    return results
+        # pytest exits 0 (all passed) or 1 (some failed); 2 is an interruption, 3 an internal error
+        failure = ("timeout" if stderr == "timeout" else "crash" if proc.returncode not in (0, 1)
+                   or not all(_complete(report.get(e["id"])) for e in batch) else None)
+        if failure:
+            log.error("the grading session failed (%s, exit status %s):\n%s\n%s", failure,
+                      proc.returncode, (Path(tmp) / "stdout.txt").read_text()[-3000:], stderr[-3000:])
+    return report, failure
 
 
 def _follow(proc, timeout: float, on_done) -> str:

@@ -5,7 +5,8 @@ Walls, outermost first:
    dropped, tmpfs over /tmp, /home, /root, the course folder, the submissions and the output
    folder; only the Python install, three worker files and a fresh scratch folder are visible.
    Without bwrap the worker still runs, with a logged warning.
-2. rlimits: address space, CPU seconds, file size, process count.
+2. rlimits: address space, CPU seconds, file size, process count (Linux exempts root from the
+   last; the audit hook below blocks fork and subprocess for everyone).
 3. an audit hook in the worker (autograder/guard.py): no subprocess, socket, ctypes, kill, links;
    writes only in scratch; no reads of the course, submissions or output folders.
 4. a wall-clock limit per case, for loading the cells, and per submission, enforced from here.
@@ -233,16 +234,26 @@ class _Run:
                 return
             self.buffer += chunk
 
+    def _wait_unreaped(self, timeout: float) -> None:
+        """Wait up to `timeout` s for the worker to exit, leaving it a zombie (not reaped)."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            try:
+                if os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT):
+                    return
+            except ChildProcessError:
+                return
+            time.sleep(0.01)
+
     def close(self, finished: bool = False) -> str:
         """Kill the worker's whole session; return the tail of its output (for instructors).
 
         A worker that finished exits by itself right away: waiting for it first lets bwrap reap
-        it, so its CPU time shows up in the grader's resource usage (benchmarks)."""
+        it, so its CPU time shows up in the grader's resource usage (benchmarks). The wait does
+        not reap it: its pid, which names the process group killed next, is not free for reuse
+        until after the kill."""
         if finished:
-            try:
-                self.proc.wait(timeout=2)
-            except subprocess.TimeoutExpired:
-                pass
+            self._wait_unreaped(timeout=2)
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):

@@ -15,7 +15,7 @@ sys.path.insert(0, str(REPO))                          # the autograder package 
 sys.path.insert(0, str(REPO / "tests" / "submissions"))
 import mutants  # noqa: E402
 from autograder import MAX_POINTS  # noqa: E402
-from autograder.grade import grade_folder, grade_notebook  # noqa: E402
+from autograder.grade import grade_folder, grade_notebook, grade_notebooks  # noqa: E402
 
 SOLUTION = REPO / "solutions" / "week6_distillation" / "distillation.ipynb"
 RELEASE = REPO / "assignments" / "week6_distillation" / "distillation.ipynb"
@@ -236,6 +236,52 @@ def test_hostile_cells_are_contained_without_bwrap(tmp_path, monkeypatch):
                             case_seconds=CASE_SECONDS)
     assert result["sandbox"] is False
     check_contained(result, before)
+
+
+CRASH_PLUGIN = """
+import os, pathlib, pytest
+FLAG = pathlib.Path(os.environ["KDGRADE_TEST_CRASHES"])
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    yield
+    left = int(FLAG.read_text())
+    if call.when == "call" and item.callspec.params.get("submission_id") == "b" and left:
+        FLAG.write_text(str(left - 1))
+        raise RuntimeError("injected grader crash")
+"""
+
+
+@pytest.mark.parametrize("crashes", [1, 2], ids=["once", "twice"])
+def test_a_grading_session_that_stops_early_never_scores_a_part(tmp_path, monkeypatch, caplog,
+                                                                 crashes):
+    """An internal error in the grading pytest (here injected while it reports b's first test)
+    ends its session with later submissions untested: they are graded again in a fresh session,
+    and if that fails too they get zeros that say "internal grader error", never the score of
+    the tests that happened to run. What the session printed reaches the instructor's log."""
+    (tmp_path / "kd_crash_plugin.py").write_text(CRASH_PLUGIN)
+    (tmp_path / "crashes").write_text(str(crashes))
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    monkeypatch.setenv("PYTEST_PLUGINS", "kd_crash_plugin")
+    monkeypatch.setenv("KDGRADE_TEST_CRASHES", str(tmp_path / "crashes"))
+    release = release_notebook(tmp_path)
+    done = []
+    results = grade_notebooks({"a": SOLUTION, "b": release, "c": release},
+                              case_seconds=CASE_SECONDS, on_done=done.append)
+    assert (tmp_path / "crashes").read_text() == "0", "the injected crash did not happen"
+    assert sorted(done) == ["a", "b", "c"]               # each submission counted once
+    assert results["a"]["total"] == 60                   # graded before the crash: kept
+    assert "injected grader crash" in caplog.text and "INTERNALERROR" in caplog.text
+    for sid in ("b", "c"):
+        items = results[sid]["items"]
+        assert results[sid]["total"] == 0
+        for item in MAX_POINTS:
+            messages = [t["message"] for t in items[item]["tests"]]
+            if crashes == 1:      # the fresh session ran the item's whole suite
+                assert len(messages) > 1 and any("not implemented" in m for m in messages), messages
+            else:
+                assert messages == ["internal grader error; tell your instructor"], messages
 
 
 def check_make_grade_folder_outputs(graded, tmp_path):
