@@ -189,10 +189,14 @@ def find_students(submissions: Path) -> list[str]:
 
 def grade_folder(submissions: str | Path, out: str | Path, jobs: int = 1, progress: bool = True,
                  case_seconds=None) -> dict:
-    """Grade every student folder; write all outputs under `out`; return {student_id: result}."""
+    """Grade every student folder; write all outputs under `out`; return {student_id: result}.
+
+    A gradebook already in `out` is updated, like nbgrader's: this run's students replace their
+    rows, the others keep theirs, and the previous grades.json/csv are copied to out/history/."""
     from autograder import reports
     submissions, out = Path(submissions), Path(out)
     students = find_students(submissions)
+    previous = reports.read_gradebook(out)
     out.mkdir(parents=True, exist_ok=True)
     bar = None
     if progress:
@@ -204,7 +208,12 @@ def grade_folder(submissions: str | Path, out: str | Path, jobs: int = 1, progre
     if bar:
         bar.close()
     grades = dict(sorted(grades.items()))
-    reports.write_all(grades, out)
+    kept = sorted(set(previous) - set(grades))
+    backup = reports.keep_previous(out)
+    if backup:
+        log.info("previous grades copied to %s; %d student(s) not in %s keep their grades: %s",
+                 backup, len(kept), submissions, ", ".join(kept) or "none")
+    reports.write_all(dict(sorted({**previous, **grades}.items())), out)
     return grades
 
 

@@ -2,11 +2,45 @@
 from __future__ import annotations
 
 import csv
+import datetime
 import html
 import json
+import shutil
 from pathlib import Path
 
 from autograder import ITEMS
+
+
+def read_gradebook(out: Path) -> dict:
+    """The grades.json already in `out` ({} if none); SystemExit if it is not one this grader wrote,
+    before any grading, so that nothing overwrites it."""
+    path = out / "grades.json"
+    if not path.exists():
+        return {}
+    try:
+        grades = json.loads(path.read_text())
+        ok = isinstance(grades, dict) and all(isinstance(r, dict) and set(ITEMS) <= set(r.get("items", {}))
+                                              and "total" in r for r in grades.values())
+    except (OSError, UnicodeDecodeError, ValueError):
+        ok = False
+    if not ok:
+        raise SystemExit(f"{path} is not a gradebook written by autograder.grade (unreadable or "
+                         "another format): move it away or choose another output folder; "
+                         "nothing was graded")
+    return grades
+
+
+def keep_previous(out: Path) -> Path | None:
+    """Copy grades.json and grades.csv to out/history/<UTC time>/ before they are rewritten."""
+    files = [out / name for name in ("grades.json", "grades.csv") if (out / name).exists()]
+    if not files:
+        return None
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    folder = out / "history" / stamp
+    folder.mkdir(parents=True)
+    for path in files:
+        shutil.copy2(path, folder / path.name)
+    return folder
 
 
 def write_all(grades: dict, out: Path) -> None:

@@ -286,7 +286,7 @@ def test_a_grading_session_that_stops_early_never_scores_a_part(tmp_path, monkey
 
 def check_make_grade_folder_outputs(graded, tmp_path):
     """grades.json/csv, feedback and Gradescope files for every student; missing and broken
-    notebooks give zeros; re-running gives the same grades."""
+    notebooks give zeros; re-running some students gives the same grades and keeps the others."""
     grades, out = graded["grades"], graded["out"]
     # alice is the real solution notebook: full marks on every hidden check
     assert grades["alice"]["total"] == 60, {i: [t for t in r["tests"] if not t["passed"]]
@@ -305,6 +305,24 @@ def check_make_grade_folder_outputs(graded, tmp_path):
         shutil.copytree(graded["subs"] / sid, again_subs / sid)
     again = grade_folder(again_subs, out, jobs=1, progress=False)
     assert again == {sid: grades[sid] for sid in ("alice", "bob", "carol")}
+    # the gradebook is updated, not replaced: every student is still in it, the old one is kept
+    assert json.loads((out / "grades.json").read_text()) == grades
+    assert len((out / "grades.csv").read_text().splitlines()) == len(grades) + 1
+    [kept] = (out / "history").iterdir()
+    assert json.loads((kept / "grades.json").read_text()) == grades
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"alice": 60}', "[]"])
+def test_a_gradebook_it_cannot_read_is_refused_before_grading_and_kept(tmp_path, content):
+    """An OUT/grades.json that autograder.grade did not write is never overwritten."""
+    (tmp_path / "subs" / "alice").mkdir(parents=True)
+    shutil.copy(SOLUTION, tmp_path / "subs" / "alice")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "grades.json").write_text(content)
+    with pytest.raises(SystemExit, match="not a gradebook written by autograder.grade"):
+        grade_folder(tmp_path / "subs", tmp_path / "out", progress=False)
+    assert (tmp_path / "out" / "grades.json").read_text() == content
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["grades.json"]
 
 
 # One test grades every sample submission in ONE `grade_folder` call (JOBS=2, bwrap where it
