@@ -60,9 +60,11 @@ def test_a_stale_soft_label_cache_is_refused_then_moved_aside(tmp_path, monkeypa
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("distill")
-def test_resume_after_an_interruption_gives_the_same_result(tmp_path):
-    """Stopped after 5 steps and started again, the run ends with the same losses and weights."""
-    args = ["--profile", "smoke", "--checkpoint_every", "3"]
+@pytest.mark.parametrize("bf16_weights", ["false", "true"], ids=["fp32", "bf16-weights"])
+def test_resume_after_an_interruption_gives_the_same_result(tmp_path, bf16_weights):
+    """Stopped after 5 steps and started again, the run ends with the same losses and weights
+    (with bf16 weights too: the checkpoint holds the fp32 master copies)."""
+    args = ["--profile", "smoke", "--checkpoint_every", "3", "--bf16_weights", bf16_weights]
     full = train_distill.main(args + ["--out_dir", str(tmp_path / "full")])
     train_distill.main(args + ["--out_dir", str(tmp_path / "resumed"), "--stop_after", "5"])
     resumed = train_distill.main(args + ["--out_dir", str(tmp_path / "resumed")])
@@ -70,6 +72,17 @@ def test_resume_after_an_interruption_gives_the_same_result(tmp_path):
     assert resumed["losses"] == full["losses"]
     assert resumed["checksum"] == full["checksum"]
     assert resumed["validation"] == full["validation"]
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("distill")
+def test_resuming_with_other_weight_settings_is_refused_and_the_checkpoint_kept(tmp_path):
+    args = ["--profile", "smoke", "--checkpoint_every", "2", "--out_dir", str(tmp_path)]
+    train_distill.main(args + ["--stop_after", "2"])
+    before = (tmp_path / "checkpoint.pt").read_bytes()
+    with pytest.raises(RuntimeError, match="saved by a run with other settings"):
+        train_distill.main(args + ["--bf16_weights", "true"])
+    assert (tmp_path / "checkpoint.pt").read_bytes() == before
 
 
 def _free_port() -> int:

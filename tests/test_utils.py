@@ -1,4 +1,6 @@
 """kdcourse.utils.MasterWeights: bf16 weights in the model, fp32 updates in the optimizer."""
+import io
+
 import pytest
 import torch
 
@@ -62,3 +64,42 @@ def test_a_frozen_model_is_refused():
     model = torch.nn.Linear(2, 2).requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable parameters"):
         MasterWeights(model, lambda params: torch.optim.SGD(params, lr=0.1))
+
+
+def test_a_saved_state_resumes_exactly_and_to_fp32_gives_the_master_weights():
+    """state_dict/load_state_dict carry the master copies and AdamW's moments: a fresh model that
+    loads them takes the same next step; to_fp32 puts the fp32 masters in the model."""
+    def run(trainer, model, steps):
+        for step in steps:
+            trainer.zero_grad()
+            for p in model.parameters():
+                p.grad = torch.randn(p.shape, generator=torch.Generator().manual_seed(step)).bfloat16()
+            trainer.step()
+
+    def adamw(params):
+        return torch.optim.AdamW(params, lr=1e-2)
+    model, _ = model_and_copy()
+    trainer = MasterWeights(model, adamw)
+    run(trainer, model, range(2))
+    buffer = io.BytesIO()  # as a checkpoint on disk: optimizer state dicts hold live references
+    torch.save(trainer.state_dict(), buffer)
+    buffer.seek(0)
+    state = torch.load(buffer)
+    run(trainer, model, [2])
+    resumed_model, _ = model_and_copy()
+    resumed = MasterWeights(resumed_model, adamw)
+    resumed.load_state_dict(state)
+    run(resumed, resumed_model, [2])
+    for a, b in zip(trainer.master, resumed.master):
+        assert torch.equal(a, b)
+    resumed.to_fp32()
+    for p, master in zip(resumed_model.parameters(), trainer.master):
+        assert p.dtype == torch.float32 and torch.equal(p.detach(), master.detach())
+
+
+def test_an_fp32_optimizer_state_is_refused_with_a_reason():
+    model, _ = model_and_copy()
+    plain = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    trainer = MasterWeights(model, lambda params: torch.optim.AdamW(params, lr=1e-2))
+    with pytest.raises(ValueError, match="without bf16 weights"):
+        trainer.load_state_dict(plain.state_dict())

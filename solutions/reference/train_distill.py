@@ -38,7 +38,7 @@ from kdcourse.notebook import load_graded_functions  # noqa: E402
 from kdcourse.paths import RUNS_DIR, SOLUTION_NOTEBOOK  # noqa: E402
 from kdcourse.profiles import get_profile  # noqa: E402
 from kdcourse.teacher import get_teacher, sample_caps  # noqa: E402
-from kdcourse.utils import set_seed  # noqa: E402
+from kdcourse.utils import MasterWeights, set_seed  # noqa: E402
 
 logger = logging.getLogger("train_distill")
 
@@ -55,6 +55,9 @@ class DistillConfig:
     max_grad_norm: float | None = field(default=1.0, metadata={"help": "gradient clipping; None: off"})
     out_dir: str | None = field(default=None, metadata={"help": "default: runs/<profile>/distill"})
     device: str | None = field(default=None, metadata={"help": "default: this rank's GPU, else cpu"})
+    bf16_weights: bool = field(default=False, metadata={"help": "bf16 weights with fp32 master copies "
+                               "(kdcourse.utils.MasterWeights), no autocast: fewer bytes a step "
+                               "(make traffic); evaluated and saved with the fp32 master weights"})
 
     def __post_init__(self):
         if self.temperature <= 0:
@@ -120,24 +123,32 @@ def main(argv=None) -> dict:
     # student, optimizer, schedule over this rank's steps; DDP when several processes
     set_seed(cfg.seed)
     student = load_student(profile, load_label_names(), tokenizer, seed=cfg.seed).to(info.device)
+
+    def adamw(params):
+        return torch.optim.AdamW(params, lr=profile.student_lr, weight_decay=profile.weight_decay,
+                                 fused=cuda)
+    # bf16 weights before DDP wraps the model: its gradient buckets take the parameters' dtype
+    masters = MasterWeights(student, adamw) if cfg.bf16_weights else None
     model = student
     if info.world_size > 1:
         model = torch.nn.parallel.DistributedDataParallel(
             student, device_ids=[info.local_rank] if cuda else None)
-    optimizer = torch.optim.AdamW(student.parameters(), lr=profile.student_lr,
-                                  weight_decay=profile.weight_decay, fused=cuda)
+    optimizer = masters or adamw(student.parameters())
     steps = epochs * len(shard(epoch_batches(0), info))
     scheduler = transformers.get_linear_schedule_with_warmup(
-        optimizer, int(profile.warmup_ratio * steps), steps)
+        masters.optimizer if masters else optimizer, int(profile.warmup_ratio * steps), steps)
 
     # train (resumes from the checkpoint if one is there)
     result = fit_distillation(
         model, epoch_batches, optimizer, graded.distillation_loss, temperature=cfg.temperature,
         alpha=cfg.alpha, epochs=epochs, scheduler=scheduler, info=info,
-        collate=lambda indices: collate([items[i] for i in indices]), autocast_dtype=autocast_dtype,
+        collate=lambda indices: collate([items[i] for i in indices]),
+        autocast_dtype=None if masters else autocast_dtype,  # bf16 weights: autocast would keep fp32 norms
         max_grad_norm=cfg.max_grad_norm, checkpoint_path=out / "checkpoint.pt",
         checkpoint_every=cfg.checkpoint_every, stop_after=cfg.stop_after,
         max_length=profile.max_length, log_every=max(1, steps // 10))
+    if masters:
+        masters.to_fp32()
     with torch.no_grad():  # identical on every rank under DDP
         checksum = float(sum(p.double().sum() for p in unwrap(model).parameters()))
     write_json(out / f"rank{info.rank}.json", {"checksum": checksum, "steps": result.steps,

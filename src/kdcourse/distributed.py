@@ -146,7 +146,12 @@ def fit_distillation(model, epoch_batches: Callable[[int], list], optimizer, los
     step = 0
     if state is not None:  # resume: weights, optimizer, schedule, RNG and losses so far
         unwrap(model).load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        try:
+            optimizer.load_state_dict(state["optimizer"])
+        except (KeyError, ValueError) as err:
+            raise RuntimeError(f"{checkpoint_path} was saved by a run with other settings (bf16 "
+                               "weights or not, another model): run again with the same arguments, "
+                               f"or move the checkpoint away to start over ({err})") from None
         if scheduler is not None and state.get("scheduler"):
             scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])

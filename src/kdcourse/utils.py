@@ -51,7 +51,9 @@ class MasterWeights:
     (`kdcourse.traffic --bf16_weights true`). The optimizer (`make_optimizer(fp32 copies)`) updates
     the fp32 copies, which are cast back into the model after each step: updates smaller than bf16's
     resolution (about 1/256 of a weight) accumulate instead of rounding away. Use it where the
-    optimizer was: `zero_grad()` (gradients always set to None) and `step()`.
+    optimizer was: `zero_grad()` (gradients always set to None), `step()`, `state_dict()` and
+    `load_state_dict()` for checkpoints (the master copies are saved: a resume is exact); a learning
+    rate schedule takes `.optimizer`. `to_fp32()` ends it: the model gets the fp32 master weights.
     """
 
     def __init__(self, model: torch.nn.Module, make_optimizer):
@@ -75,3 +77,26 @@ class MasterWeights:
         torch._foreach_copy_(self.params, self.master)  # fp32 -> bf16, rounded to nearest
         for master in self.master:  # 4 bytes a parameter, needed again only at the next step
             master.grad = None
+
+    def state_dict(self) -> dict:
+        """The fp32 master copies and the optimizer's state: what a resumed run needs."""
+        return {"master": [m.detach().clone() for m in self.master],
+                "optimizer": self.optimizer.state_dict()}
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict) -> None:
+        saved = state.get("master") if isinstance(state, dict) else None
+        if saved is None or [t.shape for t in saved] != [m.shape for m in self.master]:
+            raise ValueError("this optimizer state has no fp32 master copies of this model's "
+                             "weights: it was saved by a run without bf16 weights, or for "
+                             "another model")
+        torch._foreach_copy_(self.master, saved)
+        torch._foreach_copy_(self.params, self.master)
+        self.optimizer.load_state_dict(state["optimizer"])
+
+    @torch.no_grad()
+    def to_fp32(self) -> None:
+        """Put the fp32 master weights in the model (to evaluate or save it after training)."""
+        for p, master in zip(self.params, self.master):
+            p.data = master.detach().clone()
+            p.grad = None
