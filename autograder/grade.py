@@ -115,7 +115,8 @@ def _complete(entry) -> bool:
     return entry is not None and len(entry["tests"]) >= (entry.get("expected") or 1)
 
 
-def _grading_session(batch: list, *, hide, jobs, case_seconds, timeout, on_done) -> tuple[dict, str]:
+def _grading_session(batch: list, *, hide, jobs, case_seconds, timeout,
+                     on_done) -> tuple[dict, str | None]:
     """Run the hidden suites over `batch` in one pytest process: ({id: report entry}, failure),
     failure being None, "timeout" or "crash". What the process printed is logged on a failure."""
     with tempfile.TemporaryDirectory(prefix="kdgrade-report-") as tmp:
@@ -141,7 +142,10 @@ def _grading_session(batch: list, *, hide, jobs, case_seconds, timeout, on_done)
                 proc.kill()
                 proc.wait()
                 stderr = "timeout"
-        report = json.loads(report_path.read_text()).get("submissions", {}) if report_path.exists() else {}
+        try:
+            report = json.loads(report_path.read_text()).get("submissions", {})
+        except (OSError, ValueError):      # not written, or cut short by a kill
+            report = {}
         # pytest exits 0 (all passed) or 1 (some failed); 2 is an interruption, 3 an internal error
         failure = ("timeout" if stderr == "timeout" else "crash" if proc.returncode not in (0, 1)
                    or not all(_complete(report.get(e["id"])) for e in batch) else None)
