@@ -232,8 +232,10 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     grades = grade_folder(args.submissions, args.out, args.jobs, case_seconds=args.case_seconds)
     mean = sum(g["total"] for g in grades.values()) / len(grades)
+    book = json.loads((Path(args.out) / "grades.json").read_text())
+    earlier = f" (it keeps {len(book) - len(grades)} more from earlier runs)" if len(book) > len(grades) else ""
     print(f"graded {len(grades)} submissions, mean {mean:.1f}/{sum(MAX_POINTS.values())}: "
-          f"{Path(args.out) / 'grades.json'}")
+          f"{Path(args.out) / 'grades.json'}{earlier}")
 
 
 if __name__ == "__main__":
