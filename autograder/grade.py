@@ -196,12 +196,27 @@ def grade_folder(submissions: str | Path, out: str | Path, jobs: int = 1, progre
     """Grade every student folder; write all outputs under `out`; return {student_id: result}.
 
     A gradebook already in `out` is updated, like nbgrader's: this run's students replace their
-    rows, the others keep theirs, and the previous grades.json/csv are copied to out/history/."""
-    from autograder import reports
+    rows, the others keep theirs, and the previous grades.json/csv are copied to out/history/.
+    Two runs into one `out` at once are refused: the second would drop the first one's rows."""
+    from filelock import FileLock, Timeout
     submissions, out = Path(submissions), Path(out)
     students = find_students(submissions)
-    previous = reports.read_gradebook(out)
     out.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(out / ".grading.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise SystemExit(f"another grading run is writing to {out} now: wait for it to finish, or "
+                         "choose another output folder") from None
+    try:
+        return _grade_into(students, submissions, out, jobs, progress, case_seconds)
+    finally:
+        lock.release()
+
+
+def _grade_into(students, submissions: Path, out: Path, jobs, progress, case_seconds) -> dict:
+    from autograder import reports
+    previous = reports.read_gradebook(out)
     bar = None
     if progress:
         from tqdm import tqdm

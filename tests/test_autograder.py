@@ -322,7 +322,19 @@ def test_a_gradebook_it_cannot_read_is_refused_before_grading_and_kept(tmp_path,
     with pytest.raises(SystemExit, match="not a gradebook written by autograder.grade"):
         grade_folder(tmp_path / "subs", tmp_path / "out", progress=False)
     assert (tmp_path / "out" / "grades.json").read_text() == content
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["grades.json"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.name != ".grading.lock") == ["grades.json"]
+
+
+def test_a_second_grading_run_into_the_same_folder_is_refused(tmp_path):
+    """While one run holds OUT, another stops at once instead of dropping its rows later."""
+    from filelock import FileLock
+    (tmp_path / "subs" / "alice").mkdir(parents=True)
+    shutil.copy(SOLUTION, tmp_path / "subs" / "alice")
+    (tmp_path / "out").mkdir()
+    with FileLock(str(tmp_path / "out" / ".grading.lock")):
+        with pytest.raises(SystemExit, match="another grading run is writing to"):
+            grade_folder(tmp_path / "subs", tmp_path / "out", progress=False)
+    assert not (tmp_path / "out" / "grades.json").exists()
 
 
 # One test grades every sample submission in ONE `grade_folder` call (JOBS=2, bwrap where it
