@@ -103,3 +103,27 @@ def test_an_fp32_optimizer_state_is_refused_with_a_reason():
     trainer = MasterWeights(model, lambda params: torch.optim.AdamW(params, lr=1e-2))
     with pytest.raises(ValueError, match="without bf16 weights"):
         trainer.load_state_dict(plain.state_dict())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_cuda_fused_adamw_on_the_masters_is_the_fp32_step():
+    """The training path on a GPU: fused AdamW on the fp32 masters moves them exactly as it moves
+    fp32 weights, the bf16 model follows, and to_fp32 hands back the masters."""
+    model, reference = model_and_copy()
+    model.cuda()
+    reference = [r.detach().cuda().requires_grad_() for r in reference]
+    trainer = MasterWeights(model, lambda params: torch.optim.AdamW(params, lr=1e-2, fused=True))
+    expected = torch.optim.AdamW(reference, lr=1e-2, fused=True)
+    for step in range(3):
+        trainer.zero_grad()
+        for p, r in zip(model.parameters(), reference):
+            g = torch.randn(p.shape, generator=torch.Generator().manual_seed(step)).cuda()
+            p.grad, r.grad = g.bfloat16(), g.bfloat16().float()
+        trainer.step()
+        expected.step()
+    for p, master, r in zip(model.parameters(), trainer.master, reference):
+        assert p.dtype == torch.bfloat16 and torch.equal(master, r)
+        assert torch.equal(p.detach(), r.detach().bfloat16())
+    trainer.to_fp32()
+    assert all(p.dtype == torch.float32 for p in model.parameters())

@@ -33,13 +33,14 @@ print(int(torch.cuda.is_available()))
 PY
 )
 left() { echo $((BUDGET - SECONDS)); }
-# 1. the `gpu` tests: kd_varlen, FlexAttention and packing against SDPA and the reference kernel (bf16);
+# 1. the `gpu` tests: kd_varlen, FlexAttention and packing against SDPA and the reference kernel (bf16),
+#    MasterWeights with fused AdamW on CUDA;
 #    their CPU tests ran in CI already
 limit=$(left); [ "$limit" -gt 120 ] && limit=120
 if [ -n "${ROWS:-}" ] && [[ " $ROWS " != *" tests "* ]]; then
     echo "== gpu tests not in ROWS"
 elif [ "$limit" -ge 10 ]; then
-    timeout "$limit" $PY -m pytest -q -p no:cacheprovider -m gpu tests/test_attention.py tests/test_packing.py \
+    timeout "$limit" $PY -m pytest -q -p no:cacheprovider -m gpu tests/test_attention.py tests/test_packing.py tests/test_utils.py \
         2>&1 | tail -4
 else
     echo "== gpu tests skipped: $(left) s left of BUDGET=$BUDGET"
