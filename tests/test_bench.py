@@ -90,6 +90,14 @@ def test_nothing_to_measure_is_refused():
         bench.BenchConfig(soft_label_batches=-1)
 
 
+@pytest.mark.parametrize("bad", [{"batch_size": 0}, {"eval_batch_size": -1}, {"packed_tokens": -8},
+                                 {"extra_batch_sizes": [64, 0]}])
+def test_sizes_below_one_are_refused(bad):
+    """0 used to mean the profile's batch size silently; now a size is given or left out."""
+    with pytest.raises(ValueError, match="must be >= "):
+        bench.BenchConfig(**bad)
+
+
 def row(tokens_per_s, error=None):
     return {"tokens_per_s": tokens_per_s} | ({} if error is None else {"logits_rel_error_vs_eager": error})
 

@@ -99,6 +99,12 @@ class BenchConfig:
     def __post_init__(self):
         if self.steps < 1 or self.warmup < 0:
             raise ValueError(f"steps must be >= 1 and warmup >= 0, got {self.steps} and {self.warmup}")
+        for name in ("batch_size", "eval_batch_size"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1 (leave it out for the profile's), got {getattr(self, name)}")
+        if self.packed_tokens < 0 or any(size < 1 for size in self.extra_batch_sizes):
+            raise ValueError(f"packed_tokens must be >= 0 (0: no packed row) and extra_batch_sizes >= 1, got "
+                             f"{self.packed_tokens} and {self.extra_batch_sizes}")
         if self.soft_label_batches < 0:
             raise ValueError(f"soft_label_batches must be >= 0 (0 skips the pass), got {self.soft_label_batches}")
         if not (self.eager or self.compile or self.compare_attention or self.extra_batch_sizes
