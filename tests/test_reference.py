@@ -133,6 +133,14 @@ def test_reference_options_are_checked_before_any_work():
         run_reference.main(["--profile", "smoke", "--attention", "flex_attention", "--device", "cpu"])
 
 
+@pytest.mark.parametrize("bad, message", [({"temperature": 0}, "temperature"), ({"alpha": 1.5}, "alpha"),
+                                          ({"epochs": 0}, "epochs"), ({"checkpoint_every": -1}, "checkpoint_every"),
+                                          ({"stop_after": 0}, "stop_after"), ({"max_grad_norm": 0}, "max_grad_norm")])
+def test_distill_options_are_checked_before_any_work(bad, message):
+    with pytest.raises(ValueError, match=message):
+        train_distill.DistillConfig(**bad)
+
+
 def test_a_nan_loss_stops_the_run_naming_the_step():
     """A NaN loss raises NonFiniteLossError that names the step."""
     model = _Toy()

@@ -64,6 +64,13 @@ class DistillConfig:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if not 0 <= self.alpha <= 1:
             raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
+        if self.epochs is not None and self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1 (leave it out for the profile's), got {self.epochs}")
+        if self.checkpoint_every < 0 or (self.stop_after is not None and self.stop_after < 1):
+            raise ValueError(f"checkpoint_every must be >= 0 (0: never) and stop_after >= 1, got "
+                             f"{self.checkpoint_every} and {self.stop_after}")
+        if self.max_grad_norm is not None and self.max_grad_norm <= 0:
+            raise ValueError(f"max_grad_norm must be > 0 (None: no clipping), got {self.max_grad_norm}")
 
 
 def soft_labels(profile, tokenized, tokenizer, graded, info: DistInfo, autocast_dtype) -> dict:
