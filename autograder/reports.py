@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import datetime
 import html
+import io
 import json
 import shutil
 from pathlib import Path
@@ -44,13 +45,19 @@ def keep_previous(out: Path) -> Path | None:
 
 
 def write_all(grades: dict, out: Path) -> None:
-    (out / "grades.json").write_text(json.dumps(grades, indent=1, sort_keys=True) + "\n")
-    with open(out / "grades.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["student_id", *ITEMS, "total", "max_total"])
-        for sid, result in grades.items():
-            writer.writerow([sid, *(result["items"][i]["score"] for i in ITEMS), result["total"],
-                             result["max_total"]])
+    """grades.json and grades.csv (each replaced whole: a crash leaves the old file, never half of
+    one), then each student's feedback page and Gradescope file."""
+    rows = io.StringIO()
+    writer = csv.writer(rows)
+    writer.writerow(["student_id", *ITEMS, "total", "max_total"])
+    for sid, result in grades.items():
+        writer.writerow([sid, *(result["items"][i]["score"] for i in ITEMS), result["total"],
+                         result["max_total"]])
+    for name, text in (("grades.json", json.dumps(grades, indent=1, sort_keys=True) + "\n"),
+                       ("grades.csv", rows.getvalue())):
+        tmp = out / f".{name}.tmp"
+        tmp.write_text(text, newline="")
+        tmp.replace(out / name)
     for sid, result in grades.items():
         (out / "feedback").mkdir(exist_ok=True)
         (out / "feedback" / f"{sid}.html").write_text(feedback_html(sid, result))
