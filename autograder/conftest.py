@@ -197,7 +197,7 @@ def pytest_collection_modifyitems(config, items):
             config._grading_expected[sid] += 1
 
 
-def pytest_sessionfinish(session, exitstatus):
+def pytest_sessionfinish(session):
     path = session.config.getoption("--grading-report")
     if path:
         config = session.config
@@ -208,5 +208,4 @@ def pytest_sessionfinish(session, exitstatus):
             report[sid] = {"tests": config._grading_results[sid], "expected": expected.get(sid),
                            "sandbox": run.get("sandbox"), "problem": run.get("problem"),
                            "log": run.get("log", []), "load_errors": run.get("load_errors", {})}
-        Path(path).write_text(json.dumps({"exitstatus": int(exitstatus), "submissions": report},
-                                         indent=1))
+        Path(path).write_text(json.dumps({"submissions": report}, indent=1))

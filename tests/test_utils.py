@@ -15,6 +15,11 @@ def model_and_copy():
     return model, reference
 
 
+def seeded_grad(param, step):
+    """The same fp32 gradient for a parameter's shape at every call with this step, on its device."""
+    return torch.randn(param.shape, generator=torch.Generator().manual_seed(step)).to(param.device)
+
+
 def test_the_model_turns_bf16_and_its_buffers_do_not():
     model, _ = model_and_copy()
     MasterWeights(model, lambda params: torch.optim.SGD(params, lr=0.1))
@@ -22,23 +27,31 @@ def test_the_model_turns_bf16_and_its_buffers_do_not():
     assert model.frequencies.dtype == torch.float32 and model.frequencies.item() == 1.0 + 2**-12
 
 
-def test_a_step_is_the_fp32_optimizer_step_on_the_master_copies():
-    """Same gradients: the master copies move exactly as fp32 AdamW moves fp32 weights, and the model
-    holds them rounded to bf16."""
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=[
+    pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")])])
+def test_a_step_is_the_fp32_optimizer_step_on_the_master_copies(device):
+    """Same gradients: the master copies move exactly as fp32 AdamW moves fp32 weights (fused AdamW
+    on CUDA, the training path on a GPU), the model holds them rounded to bf16, and to_fp32 hands
+    back the masters."""
     model, reference = model_and_copy()
-    trainer = MasterWeights(model, lambda params: torch.optim.AdamW(params, lr=1e-2))
-    expected = torch.optim.AdamW(reference, lr=1e-2)
+    model.to(device)
+    reference = [r.detach().to(device).requires_grad_() for r in reference]
+    fused = device == "cuda"
+    trainer = MasterWeights(model, lambda params: torch.optim.AdamW(params, lr=1e-2, fused=fused))
+    expected = torch.optim.AdamW(reference, lr=1e-2, fused=fused)
     for step in range(3):
         trainer.zero_grad()
-        grads = [torch.randn(p.shape, generator=torch.Generator().manual_seed(step)) for p in reference]
-        for p, r, g in zip(model.parameters(), reference, grads):
-            p.grad, r.grad = g.to(torch.bfloat16), g.to(torch.bfloat16).float()
+        for p, r in zip(model.parameters(), reference):
+            p.grad = seeded_grad(p, step).bfloat16()
+            r.grad = p.grad.float()
         trainer.step()
         expected.step()
     for p, master, r in zip(model.parameters(), trainer.master, reference):
         torch.testing.assert_close(master, r, rtol=0, atol=0)
-        assert torch.equal(p.detach(), r.detach().to(torch.bfloat16))
+        assert p.dtype == torch.bfloat16 and torch.equal(p.detach(), r.detach().to(torch.bfloat16))
         assert master.grad is None  # freed after the step
+    trainer.to_fp32()
+    assert all(p.dtype == torch.float32 for p in model.parameters())
 
 
 def test_small_updates_accumulate_in_the_master_copies():
@@ -73,7 +86,7 @@ def test_a_saved_state_resumes_exactly_and_to_fp32_gives_the_master_weights():
         for step in steps:
             trainer.zero_grad()
             for p in model.parameters():
-                p.grad = torch.randn(p.shape, generator=torch.Generator().manual_seed(step)).bfloat16()
+                p.grad = seeded_grad(p, step).bfloat16()
             trainer.step()
 
     def adamw(params):
@@ -103,27 +116,3 @@ def test_an_fp32_optimizer_state_is_refused_with_a_reason():
     trainer = MasterWeights(model, lambda params: torch.optim.AdamW(params, lr=1e-2))
     with pytest.raises(ValueError, match="without bf16 weights"):
         trainer.load_state_dict(plain.state_dict())
-
-
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_on_cuda_fused_adamw_on_the_masters_is_the_fp32_step():
-    """The training path on a GPU: fused AdamW on the fp32 masters moves them exactly as it moves
-    fp32 weights, the bf16 model follows, and to_fp32 hands back the masters."""
-    model, reference = model_and_copy()
-    model.cuda()
-    reference = [r.detach().cuda().requires_grad_() for r in reference]
-    trainer = MasterWeights(model, lambda params: torch.optim.AdamW(params, lr=1e-2, fused=True))
-    expected = torch.optim.AdamW(reference, lr=1e-2, fused=True)
-    for step in range(3):
-        trainer.zero_grad()
-        for p, r in zip(model.parameters(), reference):
-            g = torch.randn(p.shape, generator=torch.Generator().manual_seed(step)).cuda()
-            p.grad, r.grad = g.bfloat16(), g.bfloat16().float()
-        trainer.step()
-        expected.step()
-    for p, master, r in zip(model.parameters(), trainer.master, reference):
-        assert p.dtype == torch.bfloat16 and torch.equal(master, r)
-        assert torch.equal(p.detach(), r.detach().bfloat16())
-    trainer.to_fp32()
-    assert all(p.dtype == torch.float32 for p in model.parameters())
