@@ -42,7 +42,21 @@ def pytest_addoption(parser):
                     "(submissions, output); repeatable")
     group.addoption("--case-seconds", type=float, default=None, help="wall-clock limit per case")
     group.addoption("--progress", action="store_true", help="print 'kdgrade-done <id>' on stderr "
-                    "as each submission's worker finishes")
+                    "as each submission's worker finishes, and the grader's warnings as "
+                    "'kdgrade-log <json>' (autograder.grade logs them again in its own process)")
+
+
+class RelayHandler(logging.Handler):
+    """Log records of this session as one 'kdgrade-log {"level", "name", "message"}' line each
+    on stderr, for autograder.grade to log again: the instructor sees the sandbox's warnings."""
+
+    def emit(self, record):
+        try:
+            line = json.dumps({"level": record.levelno, "name": record.name,
+                               "message": self.format(record)})
+            print(f"kdgrade-log {line}", file=sys.stderr, flush=True)
+        except Exception:  # noqa: BLE001  logging must never break grading
+            self.handleError(record)
 
 
 def pytest_configure(config):
@@ -50,6 +64,8 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "property_check: passes without computing the right "
                             "values (e.g. raises ValueError); its points count only when a value "
                             "check of the same item passes")
+    if config.getoption("--progress"):
+        log.addHandler(RelayHandler(logging.WARNING))
     batch = config.getoption("--batch")
     if batch:
         config._grading_batch = [(str(s["id"]), str(s["path"]))
@@ -206,6 +222,7 @@ def pytest_sessionfinish(session):
         for sid, _ in config._grading_batch:
             run = config._grading_runs.get(sid) or {}
             report[sid] = {"tests": config._grading_results[sid], "expected": expected.get(sid),
-                           "sandbox": run.get("sandbox"), "problem": run.get("problem"),
+                           "sandbox": run.get("sandbox"), "worker_user": run.get("worker_user"),
+                           "problem": run.get("problem"),
                            "log": run.get("log", []), "load_errors": run.get("load_errors", {})}
         Path(path).write_text(json.dumps({"submissions": report}, indent=1))

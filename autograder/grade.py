@@ -25,6 +25,7 @@ log = logging.getLogger("autograder.grade")
 HERE = Path(__file__).resolve().parent
 NOTEBOOK = "distillation.ipynb"
 PROGRESS = "kdgrade-done "
+RELAYED_LOG = "kdgrade-log "
 
 
 def empty_result(message: str) -> dict:
@@ -73,7 +74,9 @@ def grade_notebooks(paths: dict, *, hide=(), jobs: int = 1, case_seconds=None, t
     error, a signal) is graded again in a fresh session, then given zeros with "internal grader
     error" if that fails too; a partial set of tests is never scored.
     """
+    from autograder.sandbox import worker_user
     from kdcourse.notebook import NotebookError, read_notebook
+    worker_user()                         # a KDGRADE_WORKER_USER that names no one stops here
     done = set()
 
     def finished(sid):
@@ -107,6 +110,7 @@ def grade_notebooks(paths: dict, *, hide=(), jobs: int = 1, case_seconds=None, t
             continue
         results[sid] = score_report(report[entry["id"]])
         results[sid]["sandbox"] = report[entry["id"]].get("sandbox")
+        results[sid]["worker_user"] = report[entry["id"]].get("worker_user")
     return results
 
 
@@ -156,7 +160,8 @@ def _grading_session(batch: list, *, hide, jobs, case_seconds, timeout,
 
 
 def _follow(proc, timeout: float, on_done) -> str:
-    """Wait for the grading process, passing its progress lines to on_done; its other stderr."""
+    """Wait for the grading process, passing its progress lines to on_done and logging its log
+    records here (the sandbox's warnings); return its other stderr."""
     import threading
     lines = []
 
@@ -165,6 +170,8 @@ def _follow(proc, timeout: float, on_done) -> str:
             line = raw.decode("utf-8", "replace")
             if line.startswith(PROGRESS) and on_done:
                 on_done(line[len(PROGRESS):].strip())
+            elif line.startswith(RELAYED_LOG) and _relay(line[len(RELAYED_LOG):]):
+                pass
             else:
                 lines.append(line)
     reader = threading.Thread(target=read, daemon=True)
@@ -172,6 +179,16 @@ def _follow(proc, timeout: float, on_done) -> str:
     proc.wait(timeout=timeout)
     reader.join(timeout=10)
     return "".join(lines)
+
+
+def _relay(payload: str) -> bool:
+    """Log a record that the grading session sent (see conftest.RelayHandler); False if malformed."""
+    try:
+        record = json.loads(payload)
+        logging.getLogger(str(record["name"])).log(int(record["level"]), "%s", record["message"])
+    except (ValueError, KeyError, TypeError):
+        return False
+    return True
 
 
 def grade_notebook(path: str | Path, *, hide=(), timeout=None, case_seconds=None) -> dict:
@@ -199,8 +216,11 @@ def grade_folder(submissions: str | Path, out: str | Path, jobs: int = 1, progre
     rows, the others keep theirs, and the previous grades.json/csv are copied to out/history/.
     Two runs into one `out` at once are refused: the second would drop the first one's rows."""
     from filelock import FileLock, Timeout
+
+    from autograder.sandbox import worker_user
     submissions, out = Path(submissions), Path(out)
     students = find_students(submissions)
+    worker_user()                         # a KDGRADE_WORKER_USER that names no one stops here
     out.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(out / ".grading.lock"))
     try:

@@ -1,14 +1,14 @@
-"""Inside the worker: resource limits and an audit hook that student code cannot remove.
+"""Inside the worker: leaving root, and an audit hook that student code cannot remove.
 
-The audit hook is the second wall (bubblewrap is the first): it refuses subprocesses, sockets,
-ctypes, signals to other processes, links, writes outside the scratch folder and reads of the
-course folders. Everything it uses is bound at install time (default arguments), so monkeypatching
+A root grader's worker first leaves root (`start`, `become_user`): the sandbox's second wall.
+The audit hook is the fourth (after bubblewrap, the user and rlimits): it refuses subprocesses,
+sockets, ctypes, signals to other processes, links, writes outside the scratch folder and reads of
+the course folders. Everything it uses is bound at install time (default arguments), so monkeypatching
 `os`, `os.path` or `builtins` afterwards does not change what it checks.
 """
 from __future__ import annotations
 
 import os
-import resource
 import sys
 
 ALWAYS_BLOCKED = ("subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn",
@@ -18,16 +18,68 @@ ALWAYS_BLOCKED = ("subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", 
 PATH_WRITE_EVENTS = ("os.remove", "os.rmdir", "os.rename", "os.chmod", "os.chown", "os.truncate",
                      "os.mkdir", "shutil.rmtree", "os.utime", "shutil.move", "shutil.copyfile")
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+PR_SET_NO_NEW_PRIVS = 38
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 
-def set_rlimits(memory_bytes: int, cpu_seconds: int, file_bytes: int, processes: int) -> None:
-    """Address space, CPU seconds, largest written file, processes; never above the hard limit."""
-    for which, value in ((resource.RLIMIT_AS, memory_bytes), (resource.RLIMIT_CPU, cpu_seconds),
-                         (resource.RLIMIT_FSIZE, file_bytes), (resource.RLIMIT_NPROC, processes),
-                         (resource.RLIMIT_CORE, 0)):
-        soft, hard = resource.getrlimit(which)
-        value = value if hard == resource.RLIM_INFINITY else min(value, hard)
-        resource.setrlimit(which, (value, hard))
+def _capabilities() -> dict[str, int]:
+    """This process's capability sets from /proc/self/status: {"CapEff": bits, ...}."""
+    with open("/proc/self/status") as status:
+        rows = [line.split(":") for line in status if line.startswith("Cap")]
+    return {name: int(value, 16) for name, value in rows}
+
+
+def become_user(uid: int, gid: int) -> None:
+    """Leave root for good: groups, real/effective/saved ids, every capability set, then
+    no_new_privs (no setuid binary can give root back). Started by a root grader, before numpy, torch or any student code loads.
+    Exits with a message if any trace of root is left, so a half-dropped worker never runs a cell."""
+    import ctypes                       # the audit hook that blocks ctypes is not installed yet
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    libc = ctypes.CDLL(None, use_errno=True)
+    header = (ctypes.c_uint32 * 2)(_LINUX_CAPABILITY_VERSION_3, 0)
+    no_capabilities = (ctypes.c_uint32 * 6)()     # effective, permitted, inheritable; twice
+    if libc.capset(header, no_capabilities) != 0:  # the inheritable set survives setresuid
+        raise SystemExit(f"grading worker: capset failed: errno {ctypes.get_errno()}")
+    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise SystemExit(f"grading worker: prctl(NO_NEW_PRIVS) failed: errno {ctypes.get_errno()}")
+    caps = _capabilities()
+    if (os.getresuid() != (uid,) * 3 or os.getresgid() != (gid,) * 3 or os.getgroups()
+            or any(caps.get(name) for name in ("CapInh", "CapPrm", "CapEff", "CapAmb"))):
+        raise SystemExit(f"grading worker: still privileged after switching to {uid}:{gid} "
+                         f"(ids {os.getresuid()}, groups {os.getgroups()}, capabilities {caps})")
+
+
+def probe_imports(worker_dir: str) -> None:
+    """What the worker needs, readable by this user: its files, numpy, and torch's files (not
+    imported: that takes seconds, and this runs once per grading session before any worker)."""
+    import importlib.util
+    import numpy  # noqa: F401
+    for name in ("worker.py", "cases.py", "guard.py"):
+        with open(os.path.join(worker_dir, name), "rb"):
+            pass
+    spec = importlib.util.find_spec("torch")
+    if spec is None or spec.origin is None:
+        raise SystemExit("grading worker: torch is not importable")
+    with open(spec.origin, "rb"):
+        pass
+    torch_lib = os.path.join(os.path.dirname(spec.origin), "lib")
+    for name in os.listdir(torch_lib)[:1]:
+        with open(os.path.join(torch_lib, name), "rb"):
+            pass
+
+
+def start(argv: list[str], worker_dir: str) -> None:
+    """The worker's first step: `--as UID:GID` switches user (grading runs as root); `--probe`
+    then checks what the worker needs is readable, says "ok" and exits."""
+    if "--as" in argv:
+        uid, gid = (int(part) for part in argv[argv.index("--as") + 1].split(":"))
+        become_user(uid, gid)
+    if "--probe" in argv:
+        probe_imports(worker_dir)
+        print("ok", os.getuid(), flush=True)
+        raise SystemExit(0)
 
 
 def _normalize(path: str, cwd: str) -> str:

@@ -5,11 +5,15 @@ Walls, outermost first:
    dropped, tmpfs over /tmp, /home, /root, the course folder, the submissions and the output
    folder; only the Python install, three worker files and a fresh scratch folder are visible.
    Without bwrap the worker still runs, with a logged warning.
-2. rlimits: address space, CPU seconds, file size, process count (Linux exempts root from the
-   last; the audit hook below blocks fork and subprocess for everyone).
-3. an audit hook in the worker (autograder/guard.py): no subprocess, socket, ctypes, kill, links;
+2. an unprivileged user: when grading runs as root, the worker switches to KDGRADE_WORKER_USER
+   (default `nobody`) before numpy, torch or a student cell loads, so it owns no file outside
+   its scratch folder and the process limit binds (Linux exempts root from it). Checked once per
+   grading session; where that user cannot read the Python install, the worker stays root and
+   a warning says why.
+3. rlimits: address space, CPU seconds, file size, process count (threads included).
+4. an audit hook in the worker (autograder/guard.py): no subprocess, socket, ctypes, kill, links;
    writes only in scratch; no reads of the course, submissions or output folders.
-4. a wall-clock limit per case, for loading the cells, and per submission, enforced from here.
+5. a wall-clock limit per case, for loading the cells, and per submission, enforced from here.
 
 Answers come back on a private pipe as "<nonce> <json>" lines; anything else is ignored. A case
 that hangs or kills the worker fails alone: the worker restarts for the cases still pending (a
@@ -24,6 +28,7 @@ import dataclasses
 import json
 import logging
 import os
+import pwd
 import resource
 import secrets
 import select
@@ -57,8 +62,8 @@ class Limits:
     strikes: int = 2                    # timeouts/crashes of one function before its rest fails
 
 
-def _own_process_count() -> int:
-    uid, count = os.getuid(), 0
+def _process_count(uid: int) -> int:
+    count = 0
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
@@ -93,21 +98,99 @@ def _python_roots() -> list[str]:
     return sorted(r for r in roots if r)
 
 
-def _bwrap_command(scratch: str, hidden: list[str], worker_dir: str) -> list[str]:
+def _inside(path: str, folders: list[str]) -> bool:
+    """True when `path` lies strictly below one of `folders`."""
+    return any(path.startswith(folder.rstrip("/") + "/") for folder in folders)
+
+
+def _bwrap_command(scratch: str, hidden: list[str], worker_dir: str, switch_user: bool) -> list[str]:
     cmd = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
            "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--cap-drop", "ALL",
            "--die-with-parent", "--new-session"]
-    for path in ["/tmp", "/var/tmp", "/home", "/root", "/dev/shm", *hidden]:
-        if os.path.isdir(path):
-            cmd += ["--tmpfs", path]
+    if switch_user:     # kept only for the worker's first step, which gives up root for good
+        cmd += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    covered = [path for path in ["/tmp", "/var/tmp", "/home", "/root", "/dev/shm", *hidden]
+               if os.path.isdir(path)]
+    for path in covered:
+        cmd += ["--tmpfs", path]
+    made, bound = set(), []
     for root in _python_roots():        # the interpreter may live under a hidden folder
         if os.path.isdir(root):
+            # folders bwrap makes on the way copy their modes (/root/.pyenv: 0700): open them
+            for parent in map(str, reversed(Path(root).parents)):
+                if _inside(parent, covered) and parent not in made and not _inside(parent, bound):
+                    cmd += ["--perms", "0755", "--dir", parent]
+                    made.add(parent)
             cmd += ["--ro-bind", root, root]
+            bound.append(root)
+            made.add(root)
     cmd += ["--dir", worker_dir]
     for name in WORKER_FILES:
         cmd += ["--ro-bind", str(HERE / name), f"{worker_dir}/{name}"]
     cmd += ["--bind", scratch, scratch, "--chdir", scratch, "--setenv", "HOME", scratch]
     return cmd
+
+
+def worker_user() -> tuple[str, int, int] | None:
+    """(name, uid, gid) the worker switches to, or None: it runs as the grader does.
+
+    Only a root grader switches: to KDGRADE_WORKER_USER, default `nobody` (`root` keeps root)."""
+    if os.geteuid() != 0:
+        return None
+    name = os.environ.get("KDGRADE_WORKER_USER") or "nobody"
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        raise SystemExit(f"KDGRADE_WORKER_USER={name!r} is not a user on this machine: name an "
+                         "unprivileged account for the grading worker (default nobody), or root to "
+                         "run student code as root") from None
+    return None if entry.pw_uid == 0 else (name, entry.pw_uid, entry.pw_gid)
+
+
+def _worker_command(sandboxed: bool, scratch: str, hidden: list[str],
+                    user: tuple[str, int, int] | None) -> list[str]:
+    worker_dir = f"{tempfile.gettempdir()}/kdgrade-worker"
+    script = f"{worker_dir}/worker.py" if sandboxed else str(HERE / "worker.py")
+    cmd = [sys.executable, "-I", script]
+    if user is not None:
+        cmd += ["--as", f"{user[1]}:{user[2]}"]
+        os.chown(scratch, user[1], 0)    # group root: bwrap, root without capabilities, enters it
+        os.chmod(scratch, 0o770)
+    if sandboxed:
+        cmd = _bwrap_command(scratch, hidden, worker_dir, user is not None) + cmd
+    return cmd
+
+
+def _worker_env(scratch: str) -> dict[str, str]:
+    return {"PATH": "/usr/bin:/bin", "HOME": scratch, "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0", "TMPDIR": scratch,
+            "TORCHINDUCTOR_CACHE_DIR": f"{scratch}/inductor", "LC_ALL": "C.UTF-8"}
+
+
+@lru_cache(maxsize=2)
+def worker_identity(sandboxed: bool) -> tuple[str, int, int] | None:
+    """worker_user(), once a probe worker (same sandbox) has switched to it and read the Python
+    install and the worker's files; None (the worker keeps the grader's user) otherwise."""
+    user = worker_user()
+    if user is None:
+        return None
+    scratch = tempfile.mkdtemp(prefix="kdgrade-probe-")
+    try:
+        cmd = _worker_command(sandboxed, scratch, [str(REPO), os.getcwd()], user) + ["--probe"]
+        probe = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=scratch,
+                               env=_worker_env(scratch), stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError) as err:
+        probe = subprocess.CompletedProcess(err, 1, "", str(err))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if probe.returncode == 0 and probe.stdout.split() == ["ok", str(user[1])]:
+        return user
+    log.warning("student code runs as root: the grading worker could not run as %s (%s). Make the "
+                "Python install and %s readable to that user (chmod o+rx on their folders), or set "
+                "KDGRADE_WORKER_USER to an account that can read them.", user[0],
+                ((probe.stderr or probe.stdout).strip().splitlines() or [f"exit {probe.returncode}"])[-1][-300:],
+                HERE)
+    return None
 
 
 def _set_limits(limits: Limits, processes: int):
@@ -172,27 +255,22 @@ def _exit_reason(returncode) -> str:
 class _Run:
     """One worker process and the parsing of its answers."""
 
-    def __init__(self, job: dict, limits: Limits, hidden: list[str], sandboxed: bool):
+    def __init__(self, job: dict, limits: Limits, hidden: list[str], sandboxed: bool,
+                 user: tuple[str, int, int] | None):
         self.nonce = secrets.token_hex(16)
         self.scratch = tempfile.mkdtemp(prefix="kdgrade-")
-        worker_dir = f"{tempfile.gettempdir()}/kdgrade-worker"
         read_fd, write_fd = os.pipe()
-        readable = _python_roots()
+        hidden = hidden + [str(REPO), os.getcwd()]
         job = dict(job, nonce=self.nonce, result_fd=write_fd, scratch=self.scratch,
-                   hidden=hidden + [str(REPO), os.getcwd()], readable=readable)
-        script = f"{worker_dir}/worker.py" if sandboxed else str(HERE / "worker.py")
-        cmd = [sys.executable, "-I", script]
-        if sandboxed:
-            cmd = _bwrap_command(self.scratch, hidden + [str(REPO), os.getcwd()], worker_dir) + cmd
-        env = {"PATH": "/usr/bin:/bin", "HOME": self.scratch, "OMP_NUM_THREADS": "1",
-               "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0", "TMPDIR": self.scratch,
-               "TORCHINDUCTOR_CACHE_DIR": f"{self.scratch}/inductor", "LC_ALL": "C.UTF-8"}
+                   hidden=hidden, readable=_python_roots())
+        cmd = _worker_command(sandboxed, self.scratch, hidden, user)
+        processes = _process_count(user[1] if user else os.getuid()) + 256
         self.log_path = Path(self.scratch) / "output.log"
         with open(self.log_path, "wb") as out:
             self.proc = subprocess.Popen(
-                cmd, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT, env=env,
-                cwd=self.scratch, pass_fds=(write_fd,), start_new_session=True,
-                preexec_fn=_set_limits(limits, _own_process_count() + 256))
+                cmd, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT,
+                env=_worker_env(self.scratch), cwd=self.scratch, pass_fds=(write_fd,),
+                start_new_session=True, preexec_fn=_set_limits(limits, processes))
         os.close(write_fd)
         self.read_fd, self.buffer = read_fd, b""
         try:
@@ -271,13 +349,15 @@ class _Run:
 def run_worker(sources: dict[str, str], cases: list[dict], *, order: list[str] | None = None,
                limits: Limits | None = None, hidden: list[str] = ()) -> dict:
     """Run `cases` against the student's `sources`; {"results": {case_id: obs}, "load_errors",
-    "sandbox", "log"}. Never raises for anything the student code does."""
+    "sandbox", "worker_user", "log"}; worker_user: whom the worker ran as, when grading runs as root.
+    Never raises for anything the student code does."""
     limits = limits or Limits()
     order = list(order or sources)
     stubs = {name for name, source in sources.items() if is_release_stub(source, name)}
     results = {c["id"]: {"error": dict(STUB_ERROR), "raised": True} for c in cases if c["fn"] in stubs}
     pending = [c for c in cases if c["fn"] not in stubs]
     sandboxed = bwrap_works() if pending else None
+    user = worker_identity(sandboxed) if pending else None
     load_errors, strikes, notes = {}, {}, []
     skip_cells: list[str] = list(stubs)
     end = time.monotonic() + limits.submission_seconds
@@ -295,7 +375,7 @@ def run_worker(sources: dict[str, str], cases: list[dict], *, order: list[str] |
             break
         job = {"preamble": PREAMBLE, "sources": sources, "order": order,
                "skip_cells": skip_cells, "cases": pending}
-        run = _Run(job, limits, [str(Path(p).resolve()) for p in hidden], sandboxed)
+        run = _Run(job, limits, [str(Path(p).resolve()) for p in hidden], sandboxed, user)
         phase, cell, current, outcome = "load", None, None, None
         phase_end = [time.monotonic() + limits.load_seconds]
         for msg in run.messages(lambda: min(phase_end[0], end)):
@@ -346,4 +426,5 @@ def run_worker(sources: dict[str, str], cases: list[dict], *, order: list[str] |
             strikes[victim["fn"]] = strikes.get(victim["fn"], 0) + 1
             if strikes[victim["fn"]] >= limits.strikes:
                 fail_function(victim["fn"], obs)
-    return {"results": results, "load_errors": load_errors, "sandbox": sandboxed, "log": notes}
+    return {"results": results, "load_errors": load_errors, "sandbox": sandboxed,
+            "worker_user": user[0] if user else "root" if os.geteuid() == 0 else None, "log": notes}

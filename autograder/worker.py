@@ -1,6 +1,6 @@
 """The sandboxed side: load a student's solution cells, run grading cases, send back plain arrays.
 
-    python -I autograder/worker.py  < job.json      (started by autograder.sandbox, never by hand)
+    python -I autograder/worker.py [--as UID:GID] < job.json    (started by autograder.sandbox, never by hand)
 
 The job (stdin, JSON) holds the extracted cell sources, the case descriptions, a per-run nonce and
 the number of the pipe to answer on. Each answer is one line "<nonce> <json>" on that pipe; student
@@ -18,11 +18,15 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # -I drops the script's folder
 
+import guard  # noqa: E402
+
+if __name__ == "__main__":   # a root grader's worker leaves root before numpy and torch load
+    guard.start(sys.argv[1:], os.path.dirname(os.path.abspath(__file__)))
+
 import numpy  # noqa: E402,F401  (Tensor.numpy() in encode needs it; loaded before any student cell runs)
 import torch  # noqa: E402
 
 import cases  # noqa: E402
-import guard  # noqa: E402
 
 MAX_NUMEL = 200_000
 

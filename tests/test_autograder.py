@@ -238,6 +238,88 @@ def test_hostile_cells_are_contained_without_bwrap(tmp_path, monkeypatch):
     check_contained(result, before)
 
 
+# Returns what the worker could do: its uid and gid, how many threads it started (of 2000, on
+# small stacks so that the address-space limit does not stop them first).
+WHOAMI = '''def tempered_softmax(logits, temperature=1.0, dim=-1):
+    import os, threading, time, torch
+    threading.stack_size(1 << 16)
+    started = 0
+    try:
+        for _ in range(2000):
+            threading.Thread(target=time.sleep, args=(3,), daemon=True).start()
+            started += 1
+    except RuntimeError:
+        pass
+    return torch.tensor([float(os.getuid()), float(os.getgid()), float(started)])
+'''
+
+
+def run_whoami() -> tuple[dict, list[int]]:
+    import base64
+
+    import numpy as np
+
+    from autograder.sandbox import run_worker
+    case = {"id": "whoami", "fn": "tempered_softmax", "kind": "softmax",
+            "logits": {"shape": [2, 3], "seed": 0}, "kwargs": {}}
+    run = run_worker({"tempered_softmax": WHOAMI}, [case])
+    tensor = run["results"]["whoami"]["out"]["tensor"]
+    return run, [int(v) for v in np.frombuffer(base64.b64decode(tensor["data"]), tensor["kind"])]
+
+
+@pytest.mark.parametrize("bwrap", [True, False], ids=["bwrap", "no-bwrap"])
+def test_student_code_runs_unprivileged_where_it_can_and_says_as_whom(monkeypatch, caplog, bwrap):
+    """A root grader's worker runs as nobody (uid, gid, thread limit) when that user can start
+    it; otherwise it stays root, says so in the result and warns why. Without bubblewrap, here the
+    interpreter under /root is unreadable to nobody, so that is the path taken."""
+    import pwd
+
+    from autograder import sandbox
+    if not bwrap:
+        monkeypatch.setenv("KDGRADE_NO_BWRAP", "1")
+    sandbox.bwrap_works.cache_clear()
+    sandbox.worker_identity.cache_clear()
+    try:
+        run, (uid, gid, threads) = run_whoami()
+    finally:
+        sandbox.bwrap_works.cache_clear()
+        sandbox.worker_identity.cache_clear()
+    assert run["sandbox"] is (bwrap and sandbox.bwrap_works())
+    if os.geteuid() != 0:
+        assert run["worker_user"] is None and uid == os.getuid()
+    elif run["worker_user"] == "root":
+        assert uid == 0
+        assert any("student code runs as root" in r.getMessage() for r in caplog.records)
+    else:
+        nobody = pwd.getpwnam("nobody")
+        assert run["worker_user"] == "nobody" and (uid, gid) == (nobody.pw_uid, nobody.pw_gid)
+    if uid != 0:             # RLIMIT_NPROC binds every user but root (threads count)
+        assert threads < 2000
+
+
+def test_a_worker_user_that_names_no_one_is_refused_before_grading(tmp_path, monkeypatch):
+    monkeypatch.setenv("KDGRADE_WORKER_USER", "no-such-user-kd")
+    (tmp_path / "subs" / "alice").mkdir(parents=True)
+    shutil.copy(SOLUTION, tmp_path / "subs" / "alice")
+    if os.geteuid() == 0:
+        with pytest.raises(SystemExit, match="'no-such-user-kd' is not a user on this machine"):
+            grade_folder(tmp_path / "subs", tmp_path / "out", progress=False)
+        assert not (tmp_path / "out").exists()
+    else:                    # only a root grader switches users: the variable is not read
+        assert grade_folder(tmp_path / "subs", tmp_path / "out", progress=False)["alice"]["total"] == 60
+
+
+def test_the_grading_sessions_warnings_reach_the_instructor(tmp_path, monkeypatch, caplog):
+    """The sandbox warns inside the grading pytest (here: no bwrap on PATH); autograder.grade logs
+    it again, under the sandbox's logger name."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    caplog.set_level("WARNING")
+    result = grade_notebook(SOLUTION)
+    assert result["total"] == 60 and result["sandbox"] is False
+    assert any(r.name == "autograder.sandbox" and "bubblewrap (bwrap) is not installed" in r.getMessage()
+               for r in caplog.records), [r.getMessage() for r in caplog.records]
+
+
 CRASH_PLUGIN = """
 import os, pathlib, pytest
 FLAG = pathlib.Path(os.environ["KDGRADE_TEST_CRASHES"])
