@@ -46,8 +46,8 @@ data: $(STAMP)  ## rebuild data/cfpb/{train,validation,test}.parquet from the em
 data-full: $(STAMP)  ## rebuild the splits from the full CFPB export: make data-full SOURCE=complaints.csv
 	$(PY) -m kdcourse.data_build --format cfpb-export --source $(SOURCE) --out data/cfpb_full
 
-teacher: $(STAMP)  ## fine-tune the profile's teacher -> checkpoints/<profile>/teacher
-	$(PY) -m kdcourse.teacher --profile $(PROFILE)
+teacher: $(STAMP)  ## fine-tune the profile's teacher -> checkpoints/<profile>/teacher [ARGS=--overwrite]
+	$(PY) -m kdcourse.teacher --profile $(PROFILE) $(ARGS)
 
 reference: $(STAMP)  ## the whole reference experiment -> runs/<profile>/ (teacher trained if missing) [ARGS=...]
 	$(PY) solutions/reference/run_reference.py --profile $(PROFILE) $(ARGS)

@@ -213,3 +213,23 @@ precision = "fp32"
     for name in ("teacher", "student_hard", "student_distilled"):
         assert ROW_KEYS <= set(metrics[name]), name
     assert metrics["teacher"]["params"] > metrics["student_distilled"]["params"]
+
+
+@pytest.mark.slow
+def test_make_teacher_refuses_to_replace_a_teacher_and_keeps_it_when_told_to(tmp_path, smoke_profile):
+    """A fine-tuned teacher may be hours of GPU time: `make teacher` stops before any work when one
+    is there; with --overwrite it trains and keeps the old one as teacher.previous."""
+    from kdcourse.teacher import main
+    folder = tmp_path / "teacher"
+    folder.mkdir()
+    old = {"config.json": '{"old": true}',
+           "metrics.json": json.dumps({"validation": {"macro_f1": 0.912}, "train_seconds": 5400})}
+    for name, text in old.items():
+        (folder / name).write_text(text)
+    with pytest.raises(SystemExit, match=r"already at .*teacher \(validation macro-F1 0.912, 5400 s"
+                                         r".*ARGS=--overwrite"):
+        main(["--profile", "smoke", "--output-dir", str(folder)])
+    assert {p.name: p.read_text() for p in folder.iterdir()} == old
+    main(["--profile", "smoke", "--output-dir", str(folder), "--overwrite"])
+    assert "ModernBertForSequenceClassification" in (folder / "config.json").read_text()
+    assert {p.name: p.read_text() for p in (tmp_path / "teacher.previous").iterdir()} == old

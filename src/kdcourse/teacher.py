@@ -70,9 +70,33 @@ def training_arguments(profile: Profile, output_dir: str, seed: int) -> Training
     return TrainingArguments(**kwargs)
 
 
-def finetune_teacher(profile: Profile, seed: int = 0, output_dir: str | Path | None = None) -> Path:
-    """Fine-tune and save the teacher; returns its folder. Overwrites only after success."""
+def _existing_teacher(output_dir: Path) -> str | None:
+    """A line describing the fine-tuned teacher saved in `output_dir`, or None if there is none."""
+    if not (output_dir / "config.json").exists():
+        return None
+    try:
+        metrics = json.loads((output_dir / "metrics.json").read_text())
+        return (f"validation macro-F1 {metrics['validation']['macro_f1']:.3f}, "
+                f"{metrics['train_seconds']:.0f} s of training")
+    except (OSError, ValueError, KeyError, TypeError):
+        return "no readable metrics.json"
+
+
+def finetune_teacher(profile: Profile, seed: int = 0, output_dir: str | Path | None = None,
+                     overwrite: bool = False) -> Path:
+    """Fine-tune and save the teacher; returns its folder.
+
+    A teacher already in `output_dir` is refused with FileExistsError before any work (it may be
+    hours of GPU time), unless `overwrite`: then it moves to `<output_dir>.previous` (replacing an
+    older one there) once the new teacher is complete."""
     output_dir = Path(output_dir or checkpoint_dir(profile, "teacher"))
+    existing = _existing_teacher(output_dir)
+    if existing and not overwrite:
+        raise FileExistsError(
+            f"a fine-tuned teacher is already at {output_dir} ({existing}). Training a new one "
+            "would replace it and make the cached soft labels stale. To do that anyway: `make "
+            "teacher ARGS=--overwrite` (or --overwrite); the old teacher is then kept as "
+            f"{output_dir.name}.previous beside it.")
     set_seed(seed)
     label_names = load_label_names()
     splits = load_splits(max_samples=sample_caps(profile))
@@ -102,7 +126,10 @@ def finetune_teacher(profile: Profile, seed: int = 0, output_dir: str | Path | N
         tokenizer.save_pretrained(staging)
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
         if output_dir.exists():  # keep the previous teacher until the new one is complete
-            shutil.rmtree(output_dir)
+            previous = output_dir.with_name(output_dir.name + ".previous")
+            shutil.rmtree(previous, ignore_errors=True)
+            output_dir.rename(previous)
+            logger.info("the previous teacher (%s) is kept in %s", existing or "incomplete", previous)
         output_dir.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(staging), output_dir)
     logger.info("teacher saved to %s: val macro-F1 %.3f, test macro-F1 %.3f", output_dir,
@@ -132,11 +159,17 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output-dir", type=Path, default=None,
                         help="default: checkpoints/<profile>/teacher")
+    parser.add_argument("--overwrite", action="store_true", help="replace a teacher already in "
+                        "the output folder (it is kept as <output folder>.previous)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     profile = get_profile(args.profile)
     logger.info("profile %s: %s", profile.name, json.dumps(profile.to_dict()))
-    path = finetune_teacher(profile, seed=args.seed, output_dir=args.output_dir)
+    try:
+        path = finetune_teacher(profile, seed=args.seed, output_dir=args.output_dir,
+                                overwrite=args.overwrite)
+    except FileExistsError as err:
+        raise SystemExit(str(err)) from None
     metrics = json.loads((path / "metrics.json").read_text())
     print(f"teacher -> {path}\n  validation macro-F1 {metrics['validation']['macro_f1']:.3f}, "
           f"test accuracy {metrics['test']['accuracy']:.3f}, test macro-F1 "
