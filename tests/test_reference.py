@@ -27,7 +27,11 @@ ROW_KEYS = {"accuracy", "macro_f1", "agreement", "kl_to_teacher", "ece", "params
 @pytest.mark.slow
 @pytest.mark.xdist_group("reference")
 def test_reference_pipeline_on_smoke(tmp_path):
-    """make reference on the smoke profile writes metrics.json, report.md and the plots."""
+    """make reference on the smoke profile writes metrics.json, report.md and the plots; an
+    earlier run in the same folder moves to history/, other commands' files stay."""
+    earlier = {"metrics.json": '{"earlier": true}', "report.md": "earlier report"}
+    for name, text in {**earlier, "bench.json": "{}"}.items():
+        (tmp_path / name).write_text(text)
     metrics = run_reference.main(["--profile", "smoke", "--seeds", "0", "1", "--sweep_temperatures", "2",
                                   "--sweep_alphas", "0.5", "--notebook", "false", "--out_dir", str(tmp_path)])
     saved = json.loads((tmp_path / "metrics.json").read_text())
@@ -41,6 +45,9 @@ def test_reference_pipeline_on_smoke(tmp_path):
                  "confusion_distilled.png", "reliability.png", "class_similarity.png"):
         assert (tmp_path / name).exists(), f"{name} was not written"
     assert "Did distillation help?" in (tmp_path / "report.md").read_text()
+    [kept] = (tmp_path / "history").iterdir()
+    assert {p.name: p.read_text() for p in kept.iterdir()} == earlier
+    assert (tmp_path / "bench.json").read_text() == "{}"
 
 
 def test_a_stale_soft_label_cache_is_refused_then_moved_aside(tmp_path, monkeypatch, smoke_profile,

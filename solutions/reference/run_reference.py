@@ -13,6 +13,7 @@ For several GPUs, checkpoints and resumption, see train_distill.py beside this f
 """
 from __future__ import annotations
 
+import datetime
 import inspect
 import json
 import logging
@@ -291,6 +292,26 @@ def run_notebook(out: Path, cfg: ReferenceConfig, profile: Profile) -> Path:
     return target
 
 
+RUN_FILES = ("config.json", "metrics.json", "runs.jsonl", "report.md", "distillation.ipynb",
+             "training_curves.png", "confusion_distilled.png", "reliability.png",
+             "class_similarity.png", "sweep_macro_f1.png", "sweep_agreement.png")
+
+
+def keep_previous_run(out: Path) -> Path | None:
+    """Move an earlier reference run's files to out/history/<UTC time>/ before a new run starts,
+    so that it is neither erased nor mixed with the new one (bench.json and traffic.json, written
+    by other commands, stay). Returns that folder, or None when there was no earlier run."""
+    files = [out / name for name in RUN_FILES if (out / name).exists()]
+    if not files:
+        return None
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    folder = out / "history" / stamp
+    folder.mkdir(parents=True)
+    for path in files:
+        path.rename(folder / path.name)
+    return folder
+
+
 # ---------------------------------------------------------------- main
 def main(argv=None) -> dict:
     (cfg,) = HfArgumentParser(ReferenceConfig).parse_args_into_dataclasses(args=argv)
@@ -308,6 +329,9 @@ def main(argv=None) -> dict:
         torch.backends.cuda.enable_cudnn_sdp(False)
     out = Path(cfg.out_dir or RUNS_DIR / profile.name)
     out.mkdir(parents=True, exist_ok=True)
+    previous = keep_previous_run(out)
+    if previous:
+        logger.info("the previous run in %s moved to %s", out, previous)
     resolved = {"config": asdict(cfg), "profile": profile.to_dict(), "device": device,
                 "autocast_dtype": str(autocast_dtype), "torch": torch.__version__,
                 "transformers": transformers.__version__, "command": sys.argv}
