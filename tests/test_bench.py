@@ -33,12 +33,15 @@ def test_gpu_profile_benchmarks_the_released_shapes():
 
 @pytest.mark.slow
 def test_bench_runs_on_the_smoke_models(tmp_path):
-    """The entry function times all three measurements and writes their ratios."""
+    """The entry function times all three measurements and writes their ratios; an earlier
+    bench.json moves to history/ first."""
     out = tmp_path / "bench.json"
+    out.write_text('{"earlier": true}')
     results = bench.main(["--profile", "smoke", "--steps", "2", "--warmup", "1", "--soft_label_batches", "1",
                           "--compare_attention", "kd_varlen", "--kernel_table", "5", "--packed_tokens", "256",
                           "--out", str(out)])
     assert json.loads(out.read_text())["ratios"] == pytest.approx(results["ratios"])
+    assert [p.read_text() for p in (tmp_path / "history").glob("*/bench.json")] == ['{"earlier": true}']
     for name in ("reference", "reference_kd_varlen", "reference_packed", "trainer", "soft_labels"):
         assert results[name]["tokens_per_s"] > 0, name
     assert results["ratios"]["reference_over_trainer"] > 0

@@ -13,7 +13,6 @@ For several GPUs, checkpoints and resumption, see train_distill.py beside this f
 """
 from __future__ import annotations
 
-import datetime
 import inspect
 import json
 import logging
@@ -39,7 +38,7 @@ from kdcourse.metrics import class_similarity, evaluate_logits, reliability_bins
 from kdcourse.models import (check_attention, checkpoint_dir, compile_layers, count_parameters, load_student,
                              load_tokenizer, measure_latency)
 from kdcourse.notebook import load_graded_functions
-from kdcourse.paths import CACHE_DIR, RUNS_DIR, SOLUTION_NOTEBOOK
+from kdcourse.paths import CACHE_DIR, RUNS_DIR, SOLUTION_NOTEBOOK, move_to_history
 from kdcourse.profiles import Profile, get_profile
 from kdcourse.teacher import get_teacher, sample_caps
 from kdcourse.utils import autocast, pick_device, set_seed, tqdm
@@ -294,22 +293,7 @@ def run_notebook(out: Path, cfg: ReferenceConfig, profile: Profile) -> Path:
 
 RUN_FILES = ("config.json", "metrics.json", "runs.jsonl", "report.md", "distillation.ipynb",
              "training_curves.png", "confusion_distilled.png", "reliability.png",
-             "class_similarity.png", "sweep_macro_f1.png", "sweep_agreement.png")
-
-
-def keep_previous_run(out: Path) -> Path | None:
-    """Move an earlier reference run's files to out/history/<UTC time>/ before a new run starts,
-    so that it is neither erased nor mixed with the new one (bench.json and traffic.json, written
-    by other commands, stay). Returns that folder, or None when there was no earlier run."""
-    files = [out / name for name in RUN_FILES if (out / name).exists()]
-    if not files:
-        return None
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
-    folder = out / "history" / stamp
-    folder.mkdir(parents=True)
-    for path in files:
-        path.rename(folder / path.name)
-    return folder
+             "class_similarity.png", "sweep_macro_f1.png", "sweep_agreement.png")  # what a run writes
 
 
 # ---------------------------------------------------------------- main
@@ -329,7 +313,7 @@ def main(argv=None) -> dict:
         torch.backends.cuda.enable_cudnn_sdp(False)
     out = Path(cfg.out_dir or RUNS_DIR / profile.name)
     out.mkdir(parents=True, exist_ok=True)
-    previous = keep_previous_run(out)
+    previous = move_to_history(out, RUN_FILES)   # bench.json and traffic.json are not a run's
     if previous:
         logger.info("the previous run in %s moved to %s", out, previous)
     resolved = {"config": asdict(cfg), "profile": profile.to_dict(), "device": device,

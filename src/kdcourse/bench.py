@@ -564,11 +564,14 @@ def format_table(results: dict) -> str:
 def main(argv=None) -> dict:
     from transformers import HfArgumentParser
 
-    from kdcourse.paths import RUNS_DIR
+    from kdcourse.paths import RUNS_DIR, move_to_history
     (cfg,) = HfArgumentParser(BenchConfig).parse_args_into_dataclasses(args=argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     out = Path(cfg.out or RUNS_DIR / cfg.profile / "bench.json")
     out.parent.mkdir(parents=True, exist_ok=True)
+    previous = move_to_history(out.parent, [out.name])
+    if previous:
+        logger.info("the previous %s moved to %s", out.name, previous)
     results = run_bench(cfg, save=lambda r: out.write_text(json.dumps(r, indent=1) + "\n"))
     print(format_table(results) + f"\nresults -> {out}")
     return results

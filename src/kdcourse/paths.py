@@ -1,4 +1,5 @@
 """Where things live: the repo root and its standard folders (overridable by environment)."""
+import datetime
 import os
 from pathlib import Path
 
@@ -10,3 +11,18 @@ CHECKPOINT_DIR = Path(os.environ.get("KD_CHECKPOINT_DIR", REPO_ROOT / "checkpoin
 RUNS_DIR = Path(os.environ.get("KD_RUNS_DIR", REPO_ROOT / "runs"))
 SOLUTION_NOTEBOOK = REPO_ROOT / "solutions" / "week6_distillation" / "distillation.ipynb"
 RELEASE_NOTEBOOK = REPO_ROOT / "assignments" / "week6_distillation" / "distillation.ipynb"
+
+
+def move_to_history(folder: Path, names) -> Path | None:
+    """Move the files `names` that exist in `folder` to folder/history/<UTC time>/ before a command
+    writes new ones there, so an earlier result is never overwritten or mixed with a new one.
+    Returns that history folder, or None when none of the files existed."""
+    files = [Path(folder) / name for name in names if (Path(folder) / name).exists()]
+    if not files:
+        return None
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    history = Path(folder) / "history" / stamp
+    history.mkdir(parents=True)
+    for path in files:
+        path.rename(history / path.name)
+    return history

@@ -214,12 +214,15 @@ def main(argv=None) -> dict:
 
     from transformers import HfArgumentParser
 
-    from kdcourse.paths import RUNS_DIR
+    from kdcourse.paths import RUNS_DIR, move_to_history
     (cfg,) = HfArgumentParser(TrafficConfig).parse_args_into_dataclasses(args=argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     results = run_traffic(cfg)
     out = Path(cfg.out or RUNS_DIR / cfg.profile / "traffic.json")
     out.parent.mkdir(parents=True, exist_ok=True)
+    previous = move_to_history(out.parent, [out.name])
+    if previous:
+        logger.info("the previous %s moved to %s", out.name, previous)
     out.write_text(json.dumps(results, indent=1) + "\n")
     print(format_report(results) + f"\nresults -> {out}")
     return results
