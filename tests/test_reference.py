@@ -100,15 +100,23 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("distill")
-@pytest.mark.parametrize("bf16_weights", ["false", "true"], ids=["fp32", "bf16-weights"])
-def test_ddp_with_two_cpu_processes(tmp_path, bf16_weights):
-    """torchrun with 2 gloo processes: each rank trains on half the batches, weights stay equal
-    (bf16 weights too: DDP averages bf16 gradients, each rank's fp32 masters take the same step)."""
+@pytest.mark.parametrize("launcher, bf16_weights", [("torchrun", "false"), ("torchrun", "true"),
+                                                    ("accelerate", "false")],
+                         ids=["torchrun-fp32", "torchrun-bf16-weights", "accelerate-fp32"])
+def test_ddp_with_two_cpu_processes(tmp_path, launcher, bf16_weights):
+    """torchrun or accelerate launch with 2 gloo processes: each rank trains on half the batches,
+    weights stay equal (bf16 weights too: DDP averages bf16 gradients, each rank's fp32 masters
+    take the same step). accelerate starts 2 CPU processes only with --multi_gpu (with --cpu alone
+    it runs one, unless MPI is set up)."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-               "--master_port", str(_free_port()), str(REFERENCE / "train_distill.py"),
-               "--profile", "smoke", "--checkpoint_every", "2", "--out_dir", str(tmp_path),
-               "--bf16_weights", bf16_weights]
+    port = str(_free_port())
+    command = ([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port]
+               if launcher == "torchrun" else
+               [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                "--main_process_port", port])
+    command += [str(REFERENCE / "train_distill.py"), "--profile", "smoke", "--checkpoint_every", "2",
+                "--out_dir", str(tmp_path), "--bf16_weights", bf16_weights]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
