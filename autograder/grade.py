@@ -271,6 +271,20 @@ def main(argv=None):
     earlier = f" (it keeps {len(book) - len(grades)} more from earlier runs)" if len(book) > len(grades) else ""
     print(f"graded {len(grades)} submissions, mean {mean:.1f}/{sum(MAX_POINTS.values())}: "
           f"{Path(args.out) / 'grades.json'}{earlier}")
+    print(sandbox_summary(grades))
+
+
+def sandbox_summary(grades: dict) -> str:
+    """How the student code ran, counted over the submissions that ran any (for the instructor)."""
+    ran = [g for g in grades.values() if g.get("sandbox") is not None]
+    if not ran:
+        return "no student code ran (every notebook was missing, broken or a release stub)"
+    counts = {}
+    for g in ran:
+        how = ("bubblewrap" if g["sandbox"] else "no bubblewrap") + (
+            f", as {g['worker_user']}" if g.get("worker_user") else "")
+        counts[how] = counts.get(how, 0) + 1
+    return "student code ran: " + "; ".join(f"{how} ({n})" for how, n in sorted(counts.items()))
 
 
 if __name__ == "__main__":

@@ -366,6 +366,20 @@ def test_a_grading_session_that_stops_early_never_scores_a_part(tmp_path, monkey
                 assert messages == ["internal grader error; tell your instructor"], messages
 
 
+def check_the_summary_says_how_student_code_ran(graded):
+    """make grade's last line counts the submissions whose code ran, by sandbox and user."""
+    import re
+
+    from autograder.grade import sandbox_summary
+    from autograder.sandbox import bwrap_works
+    ran = [g for g in graded["grades"].values() if g.get("sandbox") is not None]
+    summary = sandbox_summary(graded["grades"])
+    assert sum(map(int, re.findall(r"\((\d+)\)", summary))) == len(ran) > 0, summary
+    assert ("no bubblewrap" in summary) is not bwrap_works(), summary
+    if os.geteuid() == 0 and bwrap_works():
+        assert summary == f"student code ran: bubblewrap, as nobody ({len(ran)})"
+
+
 def check_make_grade_folder_outputs(graded, tmp_path):
     """grades.json/csv, feedback and Gradescope files for every student; missing and broken
     notebooks give zeros; re-running some students gives the same grades and keeps the others."""
@@ -429,7 +443,8 @@ CHECKS = [("release", check_release_scores_zero),
           ("manual-kl", check_correct_solution_written_differently_gets_full_marks),
           ("hostile-fails", check_hostile_bodies_never_pass),
           ("hostile-credit", check_property_checks_need_values),
-          ("hostile-contained", check_hostile_cells_are_contained)]
+          ("hostile-contained", check_hostile_cells_are_contained),
+          ("sandbox-summary", check_the_summary_says_how_student_code_ran)]
 
 
 def test_grade_folder_of_sample_submissions(tmp_path, subtests):
