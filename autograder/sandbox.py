@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import pwd
+import re
 import resource
 import secrets
 import select
@@ -134,17 +135,25 @@ def _bwrap_command(scratch: str, hidden: list[str], worker_dir: str, switch_user
 def worker_user() -> tuple[str, int, int] | None:
     """(name, uid, gid) the worker switches to, or None: it runs as the grader does.
 
-    Only a root grader switches: to KDGRADE_WORKER_USER, default `nobody` (`root` keeps root)."""
+    Only a root grader switches: to KDGRADE_WORKER_USER (an account, or UID:GID), by default
+    `nobody`, or uid and gid 65534 (the kernel's overflow ids) where no account has that name.
+    `root` keeps root."""
     if os.geteuid() != 0:
         return None
-    name = os.environ.get("KDGRADE_WORKER_USER") or "nobody"
+    name = os.environ.get("KDGRADE_WORKER_USER") or ""
+    ids = re.fullmatch(r"(\d+):(\d+)", name)
+    if ids:
+        uid, gid = int(ids[1]), int(ids[2])
+        return None if uid == 0 else (name, uid, gid)
     try:
-        entry = pwd.getpwnam(name)
+        entry = pwd.getpwnam(name or "nobody")
     except KeyError:
+        if not name:
+            return ("uid 65534", 65534, 65534)
         raise SystemExit(f"KDGRADE_WORKER_USER={name!r} is not a user on this machine: name an "
-                         "unprivileged account for the grading worker (default nobody), or root to "
-                         "run student code as root") from None
-    return None if entry.pw_uid == 0 else (name, entry.pw_uid, entry.pw_gid)
+                         "unprivileged account for the grading worker (default nobody), UID:GID, "
+                         "or root to run student code as root") from None
+    return None if entry.pw_uid == 0 else (entry.pw_name, entry.pw_uid, entry.pw_gid)
 
 
 def _worker_command(sandboxed: bool, scratch: str, hidden: list[str],

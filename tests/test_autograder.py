@@ -297,6 +297,37 @@ def test_student_code_runs_unprivileged_where_it_can_and_says_as_whom(monkeypatc
         assert threads < 2000
 
 
+@pytest.mark.parametrize("value, expected", [
+    (None, ("nobody", 65534, 65534)), ("1234:99", ("1234:99", 1234, 99)), ("0:0", None),
+    ("root", None), ("12:", SystemExit), ("no-such-user-kd", SystemExit)])
+@pytest.mark.parametrize("has_nobody", [True, False], ids=["nobody", "no-nobody"])
+def test_whom_a_root_grader_runs_student_code_as(monkeypatch, value, expected, has_nobody):
+    """Default nobody, or the overflow ids 65534 where no account is called that; UID:GID and
+    accounts by name; root (uid 0) keeps root; anything else is refused with a message."""
+    import pwd
+
+    from autograder import sandbox
+    accounts = {"root": (0, 0), **({"nobody": (65534, 65534)} if has_nobody else {})}
+
+    def getpwnam(name):
+        if name not in accounts:
+            raise KeyError(name)
+        return pwd.struct_passwd((name, "x", *accounts[name], "", "/", "/bin/sh"))
+    monkeypatch.setattr(sandbox.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(sandbox.pwd, "getpwnam", getpwnam)
+    if value is None:
+        monkeypatch.delenv("KDGRADE_WORKER_USER", raising=False)
+    else:
+        monkeypatch.setenv("KDGRADE_WORKER_USER", value)
+    if expected is SystemExit:
+        with pytest.raises(SystemExit, match="is not a user on this machine"):
+            sandbox.worker_user()
+        return
+    if value is None and not has_nobody:
+        expected = ("uid 65534", 65534, 65534)
+    assert sandbox.worker_user() == expected
+
+
 def test_a_worker_user_that_names_no_one_is_refused_before_grading(tmp_path, monkeypatch):
     monkeypatch.setenv("KDGRADE_WORKER_USER", "no-such-user-kd")
     (tmp_path / "subs" / "alice").mkdir(parents=True)
