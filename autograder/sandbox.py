@@ -158,6 +158,7 @@ def worker_user() -> tuple[str, int, int] | None:
 
 def _worker_command(sandboxed: bool, scratch: str, hidden: list[str],
                     user: tuple[str, int, int] | None) -> list[str]:
+    """The worker's command line (in bwrap if `sandboxed`); hands `scratch` to `user` if given."""
     worker_dir = f"{tempfile.gettempdir()}/kdgrade-worker"
     script = f"{worker_dir}/worker.py" if sandboxed else str(HERE / "worker.py")
     cmd = [sys.executable, "-I", script]
