@@ -1,7 +1,10 @@
-"""`make bench`: the entry function on the smoke models, the FLOP count, no `datasets` import."""
+"""`make bench`: the entry function on the smoke models, the FLOP count, no `datasets` import;
+`make gpu-check`'s script on CPU."""
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -156,3 +159,27 @@ def test_a_compiled_row_off_its_eager_model_is_suspect(error, is_suspect):
     assert bench.suspect(error) is is_suspect
     if isinstance(error, float):
         assert ("SUSPECT" in bench.format_error(error)) is is_suspect
+
+
+@pytest.mark.slow
+def test_the_gpu_session_script_runs_its_first_row_set_on_cpu(tmp_path):
+    """`make gpu-check` spends scarce GPU minutes: its script (gpu tests, then the first row set,
+    compiled with fp32 and with bf16 weights) runs here on the smoke models, moves earlier results
+    aside and reports no failure."""
+    repo = Path(__file__).resolve().parents[1]
+    out = tmp_path / "session"
+    out.mkdir()
+    (out / "old.json").write_text("{}")
+    env = dict(os.environ, OUT=str(out), BENCH_PROFILE="smoke", BUDGET="400",
+               ROWS="tests b128_sdpa", PY=sys.executable)
+    done = subprocess.run(["bash", str(repo / "solutions" / "reference" / "gpu_session.sh")], env=env,
+                          cwd=repo, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == ["b128_sdpa.json"], done.stdout[-3000:]
+    [previous] = tmp_path.glob("session.previous-*")
+    assert (previous / "old.json").read_text() == "{}"
+    rows = json.loads((out / "b128_sdpa.json").read_text())
+    for name in ("reference", "reference_compiled", "reference_bf16_weights", "soft_labels"):
+        assert rows[name]["tokens_per_s"] > 0, name
+    assert rows["reference_bf16_weights"]["logits_rel_error_vs_eager"] < 0.05
+    assert "passed" in done.stdout or "skipped" in done.stdout   # the gpu tests ran (skipped on CPU)
