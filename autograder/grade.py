@@ -170,9 +170,7 @@ def _follow(proc, timeout: float, on_done) -> str:
             line = raw.decode("utf-8", "replace")
             if line.startswith(PROGRESS) and on_done:
                 on_done(line[len(PROGRESS):].strip())
-            elif line.startswith(RELAYED_LOG) and _relay(line[len(RELAYED_LOG):]):
-                pass
-            else:
+            elif not (line.startswith(RELAYED_LOG) and _relay(line[len(RELAYED_LOG):])):
                 lines.append(line)
     reader = threading.Thread(target=read, daemon=True)
     reader.start()

@@ -3,8 +3,8 @@
 A root grader's worker first leaves root (`start`, `become_user`): the sandbox's second wall.
 The audit hook is the fourth (after bubblewrap, the user and rlimits): it refuses subprocesses,
 sockets, ctypes, signals to other processes, links, writes outside the scratch folder and reads of
-the course folders. Everything it uses is bound at install time (default arguments), so monkeypatching
-`os`, `os.path` or `builtins` afterwards does not change what it checks.
+the course folders. Everything it uses is bound at install time (default arguments), so
+monkeypatching `os`, `os.path` or `builtins` afterwards does not change what it checks.
 """
 from __future__ import annotations
 
@@ -31,8 +31,9 @@ def _capabilities() -> dict[str, int]:
 
 def become_user(uid: int, gid: int) -> None:
     """Leave root for good: groups, real/effective/saved ids, every capability set, then
-    no_new_privs (no setuid binary can give root back). Started by a root grader, before numpy, torch or any student code loads.
-    Exits with a message if any trace of root is left, so a half-dropped worker never runs a cell."""
+    no_new_privs (no setuid binary can give root back). Called first in a root grader's worker,
+    before numpy, torch or any student code loads. Exits with a message if any trace of root is
+    left, so a half-dropped worker never runs a cell."""
     import ctypes                       # the audit hook that blocks ctypes is not installed yet
     os.setgroups([])
     os.setresgid(gid, gid, gid)
