@@ -234,6 +234,7 @@ def grade_folder(submissions: str | Path, out: str | Path, jobs: int = 1, progre
 
 def _grade_into(students, submissions: Path, out: Path, jobs, progress, case_seconds) -> dict:
     from autograder import reports
+    from kdcourse.paths import move_to_history
     previous = reports.read_gradebook(out)
     bar = None
     if progress:
@@ -246,10 +247,9 @@ def _grade_into(students, submissions: Path, out: Path, jobs, progress, case_sec
         bar.close()
     grades = dict(sorted(grades.items()))
     kept = sorted(set(previous) - set(grades))
-    backup = reports.keep_previous(out)
-    if backup:
-        log.info("previous grades copied to %s; %d student(s) not in %s keep their grades: %s",
-                 backup, len(kept), submissions, ", ".join(kept) or "none")
+    if move_to_history(out, ("grades.json", "grades.csv"), copy=True):
+        log.info("%d student(s) not in %s keep their grades: %s", len(kept), submissions,
+                 ", ".join(kept) or "none")
     reports.write_all(dict(sorted({**previous, **grades}.items())), out)
     return grades
 

@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 import csv
-import datetime
 import html
 import io
 import json
-import shutil
 from pathlib import Path
 
 from autograder import ITEMS
@@ -29,19 +27,6 @@ def read_gradebook(out: Path) -> dict:
                          "another format): move it away or choose another output folder; "
                          "nothing was graded")
     return grades
-
-
-def keep_previous(out: Path) -> Path | None:
-    """Copy grades.json and grades.csv to out/history/<UTC time>/ before they are rewritten."""
-    files = [out / name for name in ("grades.json", "grades.csv") if (out / name).exists()]
-    if not files:
-        return None
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
-    folder = out / "history" / stamp
-    folder.mkdir(parents=True)
-    for path in files:
-        shutil.copy2(path, folder / path.name)
-    return folder
 
 
 def write_all(grades: dict, out: Path) -> None:

@@ -313,9 +313,7 @@ def main(argv=None) -> dict:
         torch.backends.cuda.enable_cudnn_sdp(False)
     out = Path(cfg.out_dir or RUNS_DIR / profile.name)
     out.mkdir(parents=True, exist_ok=True)
-    previous = move_to_history(out, RUN_FILES)   # bench.json and traffic.json are not a run's
-    if previous:
-        logger.info("the previous run in %s moved to %s", out, previous)
+    move_to_history(out, RUN_FILES)   # bench.json and traffic.json are not a run's
     resolved = {"config": asdict(cfg), "profile": profile.to_dict(), "device": device,
                 "autocast_dtype": str(autocast_dtype), "torch": torch.__version__,
                 "transformers": transformers.__version__, "command": sys.argv}

@@ -569,9 +569,7 @@ def main(argv=None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     out = Path(cfg.out or RUNS_DIR / cfg.profile / "bench.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    previous = move_to_history(out.parent, [out.name])
-    if previous:
-        logger.info("the previous %s moved to %s", out.name, previous)
+    move_to_history(out.parent, [out.name])
     results = run_bench(cfg, save=lambda r: out.write_text(json.dumps(r, indent=1) + "\n"))
     print(format_table(results) + f"\nresults -> {out}")
     return results

@@ -220,9 +220,7 @@ def main(argv=None) -> dict:
     results = run_traffic(cfg)
     out = Path(cfg.out or RUNS_DIR / cfg.profile / "traffic.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    previous = move_to_history(out.parent, [out.name])
-    if previous:
-        logger.info("the previous %s moved to %s", out.name, previous)
+    move_to_history(out.parent, [out.name])
     out.write_text(json.dumps(results, indent=1) + "\n")
     print(format_report(results) + f"\nresults -> {out}")
     return results
