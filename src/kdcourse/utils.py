@@ -79,8 +79,9 @@ class MasterWeights:
             master.grad = None
 
     def state_dict(self) -> dict:
-        """The fp32 master copies and the optimizer's state: what a resumed run needs."""
-        return {"master": [m.detach().clone() for m in self.master],
+        """The fp32 master copies and the optimizer's state: what a resumed run needs. Like
+        Module.state_dict, it holds the live tensors (no copy): save it before the next step."""
+        return {"master": [m.detach() for m in self.master],
                 "optimizer": self.optimizer.state_dict()}
 
     @torch.no_grad()
