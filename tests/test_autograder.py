@@ -43,6 +43,13 @@ def bundles():
 BUNDLES = bundles()
 
 
+def one_student_folder(tmp_path: Path) -> Path:
+    """tmp_path/subs holding alice's submission: the real solution."""
+    (tmp_path / "subs" / "alice").mkdir(parents=True)
+    shutil.copy(SOLUTION, tmp_path / "subs" / "alice")
+    return tmp_path / "subs"
+
+
 def release_notebook(folder: Path) -> Path:
     """The student release (every body `raise NotImplementedError()`)."""
     from kdcourse.notebook import graded_cells
@@ -330,8 +337,7 @@ def test_whom_a_root_grader_runs_student_code_as(monkeypatch, value, expected, h
 
 def test_a_worker_user_that_names_no_one_is_refused_before_grading(tmp_path, monkeypatch):
     monkeypatch.setenv("KDGRADE_WORKER_USER", "no-such-user-kd")
-    (tmp_path / "subs" / "alice").mkdir(parents=True)
-    shutil.copy(SOLUTION, tmp_path / "subs" / "alice")
+    one_student_folder(tmp_path)
     if os.geteuid() == 0:
         with pytest.raises(SystemExit, match="'no-such-user-kd' is not a user on this machine"):
             grade_folder(tmp_path / "subs", tmp_path / "out", progress=False)
@@ -442,8 +448,7 @@ def check_make_grade_folder_outputs(graded, tmp_path):
 @pytest.mark.parametrize("content", ["{not json", '{"alice": 60}', "[]"])
 def test_a_gradebook_it_cannot_read_is_refused_before_grading_and_kept(tmp_path, content):
     """An OUT/grades.json that autograder.grade did not write is never overwritten."""
-    (tmp_path / "subs" / "alice").mkdir(parents=True)
-    shutil.copy(SOLUTION, tmp_path / "subs" / "alice")
+    one_student_folder(tmp_path)
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "grades.json").write_text(content)
     with pytest.raises(SystemExit, match="not a gradebook written by autograder.grade"):
@@ -455,8 +460,7 @@ def test_a_gradebook_it_cannot_read_is_refused_before_grading_and_kept(tmp_path,
 def test_a_second_grading_run_into_the_same_folder_is_refused(tmp_path):
     """While one run holds OUT, another stops at once instead of dropping its rows later."""
     from filelock import FileLock
-    (tmp_path / "subs" / "alice").mkdir(parents=True)
-    shutil.copy(SOLUTION, tmp_path / "subs" / "alice")
+    one_student_folder(tmp_path)
     (tmp_path / "out").mkdir()
     with FileLock(str(tmp_path / "out" / ".grading.lock")):
         with pytest.raises(SystemExit, match="another grading run is writing to"):
