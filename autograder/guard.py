@@ -52,33 +52,33 @@ def become_user(uid: int, gid: int) -> None:
                          f"(ids {os.getresuid()}, groups {os.getgroups()}, capabilities {caps})")
 
 
-def probe_imports(worker_dir: str) -> None:
-    """What the worker needs, readable by this user: its files, numpy, and torch's files (not
-    imported: that takes seconds, and this runs once per grading session before any worker)."""
+def probe_imports() -> None:
+    """What the worker needs, readable by this user (worker.py and this module are running
+    already): numpy, and the files of `cases` and torch (not imported: torch takes seconds, and
+    this runs once per grading session before any worker)."""
     import importlib.util
     import numpy  # noqa: F401
-    for name in ("worker.py", "cases.py", "guard.py"):
-        with open(os.path.join(worker_dir, name), "rb"):
-            pass
-    spec = importlib.util.find_spec("torch")
-    if spec is None or spec.origin is None:
-        raise SystemExit("grading worker: torch is not importable")
-    with open(spec.origin, "rb"):
-        pass
-    torch_lib = os.path.join(os.path.dirname(spec.origin), "lib")
+    origins = {}
+    for name in ("cases", "torch"):
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            raise SystemExit(f"grading worker: {name} is not importable")
+        with open(spec.origin, "rb"):
+            origins[name] = spec.origin
+    torch_lib = os.path.join(os.path.dirname(origins["torch"]), "lib")
     for name in os.listdir(torch_lib)[:1]:
         with open(os.path.join(torch_lib, name), "rb"):
             pass
 
 
-def start(argv: list[str], worker_dir: str) -> None:
+def start(argv: list[str]) -> None:
     """The worker's first step: `--as UID:GID` switches user (grading runs as root); `--probe`
     then checks what the worker needs is readable, says "ok" and exits."""
     if "--as" in argv:
         uid, gid = (int(part) for part in argv[argv.index("--as") + 1].split(":"))
         become_user(uid, gid)
     if "--probe" in argv:
-        probe_imports(worker_dir)
+        probe_imports()
         print("ok", os.getuid(), flush=True)
         raise SystemExit(0)
 

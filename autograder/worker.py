@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # -I drops the 
 import guard  # noqa: E402
 
 if __name__ == "__main__":   # a root grader's worker leaves root before numpy and torch load
-    guard.start(sys.argv[1:], os.path.dirname(os.path.abspath(__file__)))
+    guard.start(sys.argv[1:])
 
 import numpy  # noqa: E402,F401  (Tensor.numpy() in encode needs it; loaded before any student cell runs)
 import torch  # noqa: E402
