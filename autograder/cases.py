@@ -107,11 +107,3 @@ def make_scheduler(spec: dict | None, optimizer):
         return None
     return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=spec["gamma"])
 
-
-def injected_distillation_loss(student_logits, teacher_logits, labels, temperature=2.0, alpha=0.5):
-    """The loss train_student is graded with, so a bug in distillation_loss costs points once."""
-    soft = F.kl_div(F.log_softmax(student_logits / temperature, dim=-1),
-                    F.log_softmax(teacher_logits.detach() / temperature, dim=-1),
-                    reduction="batchmean", log_target=True)
-    hard = F.cross_entropy(student_logits, labels)
-    return alpha * temperature ** 2 * soft + (1 - alpha) * hard

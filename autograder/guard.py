@@ -2,8 +2,8 @@
 
 A root grader's worker first leaves root (`start`, `become_user`): the sandbox's second wall.
 The audit hook is the fourth (after bubblewrap, the user and rlimits): it refuses subprocesses,
-sockets, ctypes, signals to other processes, links, writes outside the scratch folder and reads of
-the course folders. Everything it uses is bound at install time (default arguments), so
+sockets, ctypes, sqlite, signals to other processes, links, writes outside the scratch folder and
+reads of anything but the Python install and the scratch folder. Everything it uses is bound at install time (default arguments), so
 monkeypatching `os`, `os.path` or `builtins` afterwards does not change what it checks.
 """
 from __future__ import annotations
@@ -14,7 +14,8 @@ import sys
 ALWAYS_BLOCKED = ("subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn",
                   "os.fork", "os.forkpty", "pty.spawn", "os.startfile", "os.kill", "os.killpg",
                   "signal.pthread_kill", "os.link", "os.symlink", "ctypes.", "socket.", "_winapi.",
-                  "os.chroot", "os.setuid", "webbrowser.open", "urllib.Request", "http.client.")
+                  "os.chroot", "os.setuid", "webbrowser.open", "urllib.Request", "http.client.",
+                  "sqlite3.")
 PATH_WRITE_EVENTS = ("os.remove", "os.rmdir", "os.rename", "os.chmod", "os.chown", "os.truncate",
                      "os.mkdir", "shutil.rmtree", "os.utime", "shutil.move", "shutil.copyfile")
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
@@ -59,7 +60,7 @@ def probe_imports() -> None:
     import importlib.util
     import numpy  # noqa: F401
     origins = {}
-    for name in ("cases", "torch"):
+    for name in ("cases", "grader_loss", "torch"):
         spec = importlib.util.find_spec(name)
         if spec is None or spec.origin is None:
             raise SystemExit(f"grading worker: {name} is not importable")
@@ -97,11 +98,14 @@ def _normalize(path: str, cwd: str) -> str:
     return "/" + "/".join(parts)
 
 
-def install_audit_hook(scratch: str, hidden: list[str], readable: list[str]) -> None:
-    """Refuse dangerous events from now on. `hidden` roots are unreadable unless under `readable`."""
+def install_audit_hook(scratch: str, readable: list[str]) -> None:
+    """Refuse dangerous events from now on. Files open for reading only under `readable` (the
+    Python install the worker imports from) and the scratch folder; writes only in scratch: an
+    allow-list, so other submissions, earlier grading outputs, homes, the course and the rest of
+    /tmp are refused whether or not bubblewrap hides them."""
     scratch_root = _normalize(scratch, "/").rstrip("/") + "/"
-    hidden_roots = tuple(_normalize(p, "/").rstrip("/") + "/" for p in hidden)
-    readable_roots = tuple(_normalize(p, "/").rstrip("/") + "/" for p in readable) + (scratch_root,)
+    readable_roots = tuple(_normalize(p, "/").rstrip("/") + "/" for p in readable) + (
+        scratch_root, "/dev/null/")
     write_ok = (scratch_root, "/dev/null/")
 
     def hook(event, args, _str=str, _isinstance=isinstance, _bytes=bytes, _getcwd=os.getcwd,
@@ -124,7 +128,7 @@ def install_audit_hook(scratch: str, hidden: list[str], readable: list[str]) -> 
                     _isinstance(flags, _int) and flags & _flags)
             if writing and not full.startswith(write_ok):
                 raise _PermissionError(f"the grader only allows writing in the scratch folder, not {path}")
-            if full.startswith(hidden_roots) and not full.startswith(readable_roots):
+            if not full.startswith(readable_roots):
                 raise _PermissionError(f"the grader does not allow reading {path}")
 
     sys.addaudithook(hook)

@@ -3,7 +3,7 @@
 Walls, outermost first:
 1. bubblewrap (`bwrap`), when it works here: no network, own PID/IPC namespaces, all capabilities
    dropped, tmpfs over /tmp, /home, /root, the course folder, the submissions and the output
-   folder; only the Python install, three worker files and a fresh scratch folder are visible.
+   folder; only the Python install, the worker's files and a fresh scratch folder are visible.
    Without bwrap the worker still runs, with a logged warning.
 2. an unprivileged user: when grading runs as root, the worker switches to KDGRADE_WORKER_USER
    (default `nobody`) before numpy, torch or a student cell loads, so it owns no file outside
@@ -11,9 +11,12 @@ Walls, outermost first:
    grading session; where that user cannot read the Python install, the worker stays root and
    a warning says why.
 3. rlimits: address space, CPU seconds, file size, process count (threads included).
-4. an audit hook in the worker (autograder/guard.py): no subprocess, socket, ctypes, kill, links;
-   writes only in scratch; no reads of the course, submissions or output folders.
-5. a wall-clock limit per case, for loading the cells, and per submission, enforced from here.
+4. one process per graded item (autograder/worker.py forks them before any student cell runs):
+   an item's process runs its cell and the cells before it, and holds no correct implementation
+   a cell could borrow (the grader's loss for train_student lives in train_student's alone).
+5. an audit hook in each item's process (autograder/guard.py): no subprocess, socket, ctypes,
+   kill, links; writes only in scratch; reads only from the Python install and scratch.
+6. a wall-clock limit per case, for loading the cells, and per submission, enforced from here.
 
 Answers come back on a private pipe as "<nonce> <json>" lines; anything else is ignored. A case
 that hangs or kills the worker fails alone: the worker restarts for the cases still pending (a
@@ -35,6 +38,7 @@ import secrets
 import select
 import shutil
 import signal
+import site
 import subprocess
 import sys
 import sysconfig
@@ -48,7 +52,7 @@ from kdcourse.notebook import PREAMBLE
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-WORKER_FILES = ("worker.py", "cases.py", "guard.py")
+WORKER_FILES = ("worker.py", "cases.py", "guard.py", "grader_loss.py")
 
 
 @dataclasses.dataclass
@@ -96,6 +100,16 @@ def bwrap_works() -> bool:
 def _python_roots() -> list[str]:
     roots = {sys.prefix, sys.base_prefix, sysconfig.get_paths()["purelib"],
              sysconfig.get_paths()["platlib"], str(Path(sys.executable).resolve().parent.parent)}
+    return sorted(r for r in roots if r)
+
+
+def _import_roots() -> list[str]:
+    """The folders the worker imports Python modules from (the standard library and
+    site-packages): all that its audit hook lets it read, beside its scratch folder."""
+    paths = sysconfig.get_paths()
+    roots = {paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")}
+    roots.update(site.getsitepackages())
+    roots.update(p for p in sys.path if p.endswith(".zip"))     # python311.zip, when present
     return sorted(r for r in roots if r)
 
 
@@ -257,7 +271,7 @@ def _failure(kind: str, message: str) -> dict:
 def _exit_reason(returncode) -> str:
     if returncode in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
         return "it used up the CPU-time limit"
-    if returncode in (-signal.SIGSEGV, -signal.SIGABRT):
+    if returncode in (-signal.SIGSEGV, -signal.SIGABRT, 128 + signal.SIGSEGV, 128 + signal.SIGABRT):
         return "the Python process crashed"
     return "the process exited (sys.exit/os._exit, or a limit was hit)"
 
@@ -272,7 +286,7 @@ class _Run:
         read_fd, write_fd = os.pipe()
         hidden = hidden + [str(REPO), os.getcwd()]
         job = dict(job, nonce=self.nonce, result_fd=write_fd, scratch=self.scratch,
-                   hidden=hidden, readable=_python_roots())
+                   readable=_import_roots())
         cmd = _worker_command(sandboxed, self.scratch, hidden, user)
         processes = _process_count(user[1] if user else os.getuid()) + 256
         self.log_path = Path(self.scratch) / "output.log"
@@ -386,14 +400,22 @@ def run_worker(sources: dict[str, str], cases: list[dict], *, order: list[str] |
         job = {"preamble": PREAMBLE, "sources": sources, "order": order,
                "skip_cells": skip_cells, "cases": pending}
         run = _Run(job, limits, [str(Path(p).resolve()) for p in hidden], sandboxed, user)
-        phase, cell, current, outcome = "load", None, None, None
+        phase, cell, current, outcome, item = "load", None, None, None, None
         phase_end = [time.monotonic() + limits.load_seconds]
         for msg in run.messages(lambda: min(phase_end[0], end)):
             if msg in ("timeout", None):
                 outcome = msg or "died"
                 break
             event = msg.get("event")
-            if event == "loading":
+            if event in ("item", "done") and item is not None:
+                outcome = "died"              # the last item's process ended before its cases did
+                break
+            if event == "item":
+                item, phase, cell = msg.get("name"), "load", None
+                phase_end[0] = time.monotonic() + limits.load_seconds
+            elif event == "item_done" and msg.get("name") == item:
+                item = None
+            elif event == "loading":
                 cell = msg.get("name")
             elif event == "loaded":
                 load_errors.update(msg.get("errors") or {})
@@ -428,7 +450,7 @@ def run_worker(sources: dict[str, str], cases: list[dict], *, order: list[str] |
                                                "tell your instructor")
             break
         else:
-            victim = current or pending[0]
+            victim = current or next((c for c in pending if c["fn"] == item), pending[0])
             obs = _failure("Timeout" if outcome == "timeout" else "WorkerExit",
                            f"while running this case {how}")
             results[victim["id"]] = obs

@@ -7,6 +7,12 @@ the number of the pipe to answer on. Each answer is one line "<nonce> <json>" on
 output goes to a size-limited log file instead. The worker judges nothing: it reports what the
 student's function returned (arrays, dtypes, modes, losses) and the trusted parent compares.
 
+One worker per submission imports torch and builds every case's inputs, then forks one process
+per graded item, before any student cell runs. That process installs the audit hook, runs the
+item's cell and the cells before it (which it may call), and its cases; it holds no correct
+implementation of anything a cell could borrow. Only train_student's process loads the grader's
+distillation loss (grader_loss.py), which the others can neither import nor read.
+
 All inputs are built before the first student cell runs, and an exception counts as the
 student's (`"raised": true`) only when it comes out of the call of their function; anything that
 fails while the grader reads the result is a `harness_error`, which no check credits.
@@ -136,21 +142,14 @@ KINDS = {"softmax": (prepare_softmax, report_softmax), "loss": (prepare_loss, re
          "collect": (prepare_collect, report_collect), "train": (prepare_train, report_train)}
 
 
-def run_case(fn, case, inputs, namespace, manual_seed):
+def run_case(fn, case, inputs, manual_seed):
     """Call the student's function on prepared inputs; only an exception of the call is theirs."""
-    if case["kind"] == "train":          # graded with the grader's loss: one bug costs points once
-        own_loss, namespace["distillation_loss"] = (namespace.get("distillation_loss"),
-                                                     cases.injected_distillation_loss)
+    if "seed" in case:
+        manual_seed(case["seed"])
     try:
-        if "seed" in case:
-            manual_seed(case["seed"])
-        try:
-            out = fn(*inputs["args"], **inputs["kwargs"])
-        except BaseException as err:  # noqa: BLE001  sys.exit() in student code is a failed case
-            return {"error": error_info(err), "raised": True}
-    finally:
-        if case["kind"] == "train":
-            namespace["distillation_loss"] = own_loss
+        out = fn(*inputs["args"], **inputs["kwargs"])
+    except BaseException as err:  # noqa: BLE001  sys.exit() in student code is a failed case
+        return {"error": error_info(err), "raised": True}
     try:
         return KINDS[case["kind"]][1](inputs, out)
     except BaseException as err:  # noqa: BLE001  e.g. an output whose methods raise
@@ -158,7 +157,8 @@ def run_case(fn, case, inputs, namespace, manual_seed):
 
 
 def warm_up():
-    """Trigger torch's lazy imports (optimizers, autograd, DataLoader) before the audit hook."""
+    """Trigger torch's lazy imports (optimizers, autograd, DataLoader) before the audit hook.
+    Plain cross-entropy: the grader's distillation loss exists only in train_student's process."""
     model = cases.make_model({"seed": 0, "classes": 3})
     for spec in ({"name": "sgd", "lr": 0.1}, {"name": "adamw", "lr": 0.1}):
         optimizer = cases.make_optimizer(spec, model.parameters())
@@ -166,20 +166,20 @@ def warm_up():
         for batch in cases.make_loader({"n": 4, "batch_size": 2, "seed": 0, "classes": 3,
                                         "teacher_scale": 1.0}):
             out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            cases.injected_distillation_loss(out, batch["teacher_logits"], batch["labels"]).backward()
+            loss = torch.nn.functional.kl_div(out.log_softmax(-1), batch["teacher_logits"].softmax(-1),
+                                              reduction="batchmean")
+            (loss + torch.nn.functional.cross_entropy(out, batch["labels"])).backward()
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad()
 
 
-def load_cells(job, send):
-    """Run PREAMBLE then each cell (notebook order) in one namespace; errors stay per cell."""
+def load_cells(job, names, send):
+    """Run PREAMBLE then the cells `names` (notebook order) in one namespace; errors stay per cell."""
     namespace = {"__name__": "submission"}
     exec(compile(job["preamble"], "<preamble>", "exec"), namespace)
     errors = {}
-    for name in job["order"]:
-        if name in job["skip_cells"]:
-            continue
+    for name in names:
         send({"event": "loading", "name": name})
         try:
             exec(compile(job["sources"][name], f"<cell {name}>", "exec"), namespace)
@@ -189,6 +189,36 @@ def load_cells(job, send):
         except BaseException as err:  # noqa: BLE001  SystemExit too: one cell must not stop the rest
             errors[name] = error_info(err)
     return namespace, errors
+
+
+def grade_item(item, job, prepared, send, manual_seed, callable_):
+    """In a process forked for `item` alone: its cell and the cells before it (which it may call)
+    run, then its cases. Later cells never run here, so they cannot help or break this item."""
+    if item == "train_student":          # graded with the grader's loss: one bug costs points once
+        import grader_loss
+        injected = grader_loss.make_distillation_loss()
+        del sys.modules["grader_loss"], grader_loss
+    guard.install_audit_hook(job["scratch"], job["readable"])
+    send({"event": "item", "name": item})
+    order = job["order"]
+    names = [n for n in order[:order.index(item) + 1] if n not in job["skip_cells"]]
+    namespace, errors = load_cells(job, names, send)
+    send({"event": "loaded", "errors": errors})
+    fn = namespace.get(item)
+    if item == "train_student":
+        namespace["distillation_loss"] = injected
+    for case in [c for c in job["cases"] if c["fn"] == item]:
+        send({"event": "begin", "id": case["id"]})
+        if item in errors or not callable_(fn):
+            obs = {"error": errors.get(item, {"type": "NameError", "mro": ["NameError"],
+                                              "message": "not defined"}), "load": True}
+        else:
+            obs = run_case(fn, case, prepared.pop(case["id"]), manual_seed)
+        try:
+            send({"event": "case", "id": case["id"], "obs": obs})
+        except BaseException as err:  # noqa: BLE001  e.g. json patched or an odd value
+            send({"event": "case", "id": case["id"], "obs": {"harness_error": error_info(err)}})
+    send({"event": "item_done", "name": item})
 
 
 def main():
@@ -208,24 +238,20 @@ def main():
     prepared = {}
     for case in job["cases"]:            # every input exists before the first student cell runs
         prepared[case["id"]] = KINDS[case["kind"]][0](case)
-    guard.install_audit_hook(job["scratch"], job["hidden"], job["readable"])
-    namespace, errors = load_cells(job, send)
-    functions = {name: namespace.get(name) for name in job["order"]}
-    send({"event": "loaded", "errors": errors})
-    for case in job["cases"]:
-        send({"event": "begin", "id": case["id"]})
-        fn = functions.get(case["fn"])
-        if case["fn"] in errors or not callable_(fn):
-            obs = {"error": errors.get(case["fn"], {"type": "NameError", "mro": ["NameError"],
-                                                    "message": "not defined"}), "load": True}
-        else:
-            obs = run_case(fn, case, prepared.pop(case["id"]), namespace, manual_seed)
-        try:
-            send({"event": "case", "id": case["id"], "obs": obs})
-        except BaseException as err:  # noqa: BLE001  e.g. json patched or an odd value
-            send({"event": "case", "id": case["id"], "obs": {"harness_error": error_info(err)}})
+    # One process per item, forked before any student cell loads: this one never runs student
+    # code, and the items of one submission cannot reach each other.
+    for item in [n for n in job["order"] if any(c["fn"] == n for c in job["cases"])]:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                grade_item(item, job, prepared, send, manual_seed, callable_)
+            finally:
+                exit_now(0)   # skip atexit hooks and finalizers the student may have registered
+        _, status = os.waitpid(pid, 0)
+        if status:           # a crash or a limit: the trusted side restarts without this case
+            exit_now(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
     send({"event": "done"})
-    exit_now(0)   # skip atexit hooks and finalizers the student may have registered
+    exit_now(0)
 
 
 if __name__ == "__main__":
