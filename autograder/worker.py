@@ -18,6 +18,7 @@ student's (`"raised": true`) only when it comes out of the call of their functio
 fails while the grader reads the result is a `harness_error`, which no check credits.
 """
 import base64
+import gc
 import json
 import os
 import sys
@@ -240,6 +241,7 @@ def main():
         prepared[case["id"]] = KINDS[case["kind"]][0](case)
     # One process per item, forked before any student cell loads: this one never runs student
     # code, and the items of one submission cannot reach each other.
+    gc.freeze()          # the forks share torch's pages instead of copying them when gc runs
     for item in [n for n in job["order"] if any(c["fn"] == n for c in job["cases"])]:
         pid = os.fork()
         if pid == 0:

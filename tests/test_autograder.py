@@ -350,6 +350,7 @@ def test_the_grading_sessions_warnings_reach_the_instructor(tmp_path, monkeypatc
     """The sandbox warns inside the grading pytest (here: no bwrap on PATH); autograder.grade logs
     it again, under the sandbox's logger name."""
     monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("KDGRADE_NO_BWRAP", raising=False)     # this test is about bwrap missing
     caplog.set_level("WARNING")
     result = grade_notebook(SOLUTION)
     assert result["total"] == 60 and result["sandbox"] is False
