@@ -192,7 +192,10 @@ def main(argv=None):
                         help="also upload the folder to this Hugging Face Hub repo (needs a token)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    out = publish_teacher(get_profile(args.profile), args.out)
+    try:
+        out = publish_teacher(get_profile(args.profile), args.out)
+    except (FileNotFoundError, TeacherMismatchError) as err:
+        raise SystemExit(str(err)) from None
     print(f"teacher -> {out}: students set teacher_checkpoint = \"{out}\" (or the hub id) in "
           "their profile")
     if args.push:

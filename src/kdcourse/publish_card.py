@@ -48,8 +48,9 @@ def model_card(profile: Profile, metrics: dict, fingerprint: dict) -> str:
 # Week-6 distillation teacher (`{profile.name}` profile)
 
 The teacher of the course's knowledge-distillation assignment: {body}, fine-tuned to classify
-{DATASET.lower()} by product. Students load it instead of fine-tuning it themselves; its logits
-on the training split are the soft labels they distil into a smaller student.
+{DATASET} into the {len(labels)} issue categories below. Students load it instead of fine-tuning
+it themselves; its logits on the training split are the soft labels they distil into a smaller
+student.
 
 ## Data
 
@@ -98,7 +99,7 @@ fingerprints match the student's; a mismatch is refused with what differs.
 
 ## Limitations
 
-- Trained on US consumer complaints in English, labelled by the product the consumer chose:
+- Trained on US consumer complaints in English, labelled from the issue the consumer chose:
   labels are noisy and the classes imbalanced; not for routing or judging real complaints.
 - Its soft labels fit only the data and tokenizer above; the loader refuses others.
 - The offline profiles (`cpu`, `smoke`) are tiny models trained from scratch on few rows: they
