@@ -21,7 +21,7 @@ NB_RELEASE := assignments/week6_distillation/distillation.ipynb
 # nbgrader runs `alembic` by name: the venv's bin folder goes first on PATH.
 NBGRADER := PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/nbgrader
 
-.PHONY: help venv test data data-full teacher reference bench traffic gpu-check release validate grade clean-venv
+.PHONY: help venv test data data-full teacher publish-teacher reference bench traffic gpu-check release validate grade gradescope clean-venv
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -48,6 +48,9 @@ data-full: $(STAMP)  ## rebuild the splits from the full CFPB export: make data-
 
 teacher: $(STAMP)  ## fine-tune the profile's teacher -> checkpoints/<profile>/teacher [ARGS=--overwrite]
 	$(PY) -m kdcourse.teacher --profile $(PROFILE) $(ARGS)
+
+publish-teacher: $(STAMP)  ## the profile's teacher + model card -> dist/teacher-<profile>/ [ARGS=--push REPO_ID]
+	$(PY) -m kdcourse.publish --profile $(PROFILE) $(ARGS)
 
 reference: $(STAMP)  ## the whole reference experiment -> runs/<profile>/ (teacher trained if missing) [ARGS=...]
 	$(PY) solutions/reference/run_reference.py --profile $(PROFILE) $(ARGS)
@@ -78,6 +81,9 @@ validate: $(STAMP)  ## the source passes its visible tests, the release fails th
 
 grade: $(STAMP)  ## grade a folder of submissions: make grade SUBMISSIONS=dir OUT=dir [JOBS=n] [ARGS=...]
 	$(PY) -m autograder.grade $(SUBMISSIONS) --out $(OUT) --jobs $(JOBS) $(ARGS)
+
+gradescope: $(STAMP)  ## Gradescope's autograder bundle -> dist/gradescope/autograder.zip
+	$(PY) -m autograder.gradescope build --out dist/gradescope/autograder.zip
 
 clean-venv:  ## remove .venv (the next target rebuilds it)
 	rm -rf $(VENV)

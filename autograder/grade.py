@@ -2,7 +2,8 @@
 
     python -m autograder.grade SUBMISSIONS --out OUT [--jobs N]     (or: make grade SUBMISSIONS=... OUT=...)
 
-Writes OUT/grades.json, OUT/grades.csv, OUT/feedback/<id>.html and OUT/gradescope/<id>/results.json.
+Writes OUT/grades.json, OUT/grades.csv, OUT/feedback/<id>.html, OUT/gradescope/<id>/results.json
+and OUT/written/answers.{csv,html} (the written answers, for TAs to mark; `--written` merges them).
 All notebooks are graded by the hidden suites in one pytest process (it never runs student code);
 each student's cells run in their own sandboxed worker, N workers at a time. A broken notebook
 gets zeros and a message.
@@ -233,24 +234,28 @@ def grade_folder(submissions: str | Path, out: str | Path, jobs: int = 1, progre
 
 
 def _grade_into(students, submissions: Path, out: Path, jobs, progress, case_seconds) -> dict:
-    from autograder import reports
+    from autograder import reports, written
     from kdcourse.paths import move_to_history
     previous = reports.read_gradebook(out)
+    questions = written.questions()
     bar = None
     if progress:
         from tqdm import tqdm
         bar = tqdm(total=len(students), desc="grading", unit="student")
-    grades = grade_notebooks({sid: submissions / sid / NOTEBOOK for sid in students},
-                             hide=[submissions, out], jobs=jobs, case_seconds=case_seconds,
+    notebooks = {sid: submissions / sid / NOTEBOOK for sid in students}
+    grades = grade_notebooks(notebooks, hide=[submissions, out], jobs=jobs,
+                             case_seconds=case_seconds,
                              on_done=(lambda _sid: bar.update(1)) if bar else None)
     if bar:
         bar.close()
-    grades = dict(sorted(grades.items()))
+    grades = written.add_answers(dict(sorted(grades.items())), notebooks, previous, questions)
     kept = sorted(set(previous) - set(grades))
     if move_to_history(out, ("grades.json", "grades.csv"), copy=True):
         log.info("%d student(s) not in %s keep their grades: %s", len(kept), submissions,
                  ", ".join(kept) or "none")
-    reports.write_all(dict(sorted({**previous, **grades}.items())), out)
+    book = dict(sorted({**previous, **grades}.items()))
+    reports.write_all(book, out)
+    written.write_sheets(book, out / "written", questions)
     return grades
 
 
@@ -261,13 +266,23 @@ def main(argv=None):
     parser.add_argument("--jobs", type=int, default=1, help="students graded in parallel")
     parser.add_argument("--case-seconds", type=float, default=None,
                         help="wall-clock limit of one grading case (default 20)")
+    parser.add_argument("--written", type=Path, default=None, metavar="CSV",
+                        help="merge the TAs' points from this filled OUT/written/answers.csv into "
+                        "the gradebook in OUT instead of grading (no notebook is regraded)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.written:
+        from autograder.written import merge_written
+        merged = merge_written(args.written, Path(args.out))
+        print(f"merged {merged} written mark(s) from {args.written} into {Path(args.out) / 'grades.json'}, "
+              "grades.csv and the Gradescope files; no notebook was regraded")
+        return
     grades = grade_folder(args.submissions, args.out, args.jobs, case_seconds=args.case_seconds)
     mean = sum(g["total"] for g in grades.values()) / len(grades)
+    most = max(g["max_total"] for g in grades.values())
     book = json.loads((Path(args.out) / "grades.json").read_text())
     earlier = f" (it keeps {len(book) - len(grades)} more from earlier runs)" if len(book) > len(grades) else ""
-    print(f"graded {len(grades)} submissions, mean {mean:.1f}/{sum(MAX_POINTS.values())}: "
+    print(f"graded {len(grades)} submissions, mean {mean:.1f}/{most:g}: "
           f"{Path(args.out) / 'grades.json'}{earlier}")
     print(sandbox_summary(grades))
 

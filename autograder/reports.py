@@ -32,11 +32,15 @@ def read_gradebook(out: Path) -> dict:
 def write_all(grades: dict, out: Path) -> None:
     """grades.json and grades.csv (each replaced whole: a crash leaves the old file, never half of
     one), then each student's feedback page and Gradescope file."""
+    from autograder.written import written_ids
+    questions = written_ids(grades)
     rows = io.StringIO()
     writer = csv.writer(rows)
-    writer.writerow(["student_id", *ITEMS, "total", "max_total"])
+    writer.writerow(["student_id", *ITEMS, *questions, "total", "max_total"])
     for sid, result in grades.items():
-        writer.writerow([sid, *(result["items"][i]["score"] for i in ITEMS), result["total"],
+        written = [result["items"].get(q, {}).get("score") for q in questions]
+        writer.writerow([sid, *(result["items"][i]["score"] for i in ITEMS),
+                         *("" if s is None else s for s in written), result["total"],
                          result["max_total"]])
     for name, text in (("grades.json", json.dumps(grades, indent=1, sort_keys=True) + "\n"),
                        ("grades.csv", rows.getvalue())):
@@ -64,15 +68,17 @@ def feedback_html(student_id: str, result: dict) -> str:
         lines = "".join(f"<li>{html.escape(line)}</li>" for line in feedback_lines(r)) or "<li>all passed</li>"
         rows.append(f"<h2>{item}: {r['score']:g} / {r['max_score']:g}</h2><p>{passed} of "
                     f"{len(r['tests'])} checks passed</p><ul>{lines}</ul>")
+    for qid, r in result["items"].items():
+        if r.get("written"):
+            mark = "not marked yet" if r["score"] is None else f"{r['score']:g} / {r['max_score']:g}"
+            comment = f"<p>{html.escape(r['comment'])}</p>" if r.get("comment") else ""
+            rows.append(f"<h2>{html.escape(qid)} (written): {mark}</h2>{comment}")
     return (f"<!doctype html><meta charset='utf-8'><title>Feedback {html.escape(student_id)}</title>"
             f"<h1>Week 6 distillation: {result['total']:g} / {result['max_total']:g}</h1>"
             + "".join(rows) + "\n")
 
 
 def gradescope(result: dict) -> dict:
-    """Gradescope's results.json: one test per graded item."""
-    tests = [{"name": item, "score": r["score"], "max_score": r["max_score"],
-              "status": "passed" if r["score"] == r["max_score"] else "failed",
-              "output": "\n".join(feedback_lines(r)) or "all checks passed"}
-             for item, r in result["items"].items()]
-    return {"score": result["total"], "tests": tests}
+    """Gradescope's results.json, as the Gradescope bundle writes it (one test per check)."""
+    from autograder.gradescope import GradescopeResults
+    return GradescopeResults.from_result(result).to_json()

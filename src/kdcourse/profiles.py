@@ -40,6 +40,9 @@ class Profile:
     max_eval_samples: int | None = None
     teacher_config: dict = field(default_factory=dict)  # ModernBertConfig overrides (random init)
     student_config: dict = field(default_factory=dict)
+    # A teacher published by `make publish-teacher` (hub id or folder): get_teacher loads it,
+    # checked against this profile's labels, data and tokenizer, instead of fine-tuning one.
+    teacher_checkpoint: str = ""
     description: str = ""
 
     def __post_init__(self):

@@ -138,9 +138,13 @@ def finetune_teacher(profile: Profile, seed: int = 0, output_dir: str | Path | N
 
 
 def get_teacher(profile: Profile | str, label_names=None, seed: int = 0):
-    """The fine-tuned teacher in eval mode; offline profiles fine-tune it on first use."""
+    """The fine-tuned teacher in eval mode; offline profiles fine-tune it on first use. A profile's
+    `teacher_checkpoint` (a published teacher: hub id or folder) is loaded instead, once checked."""
     profile = get_profile(profile) if isinstance(profile, str) else profile
     label_names = label_names or load_label_names()
+    if profile.teacher_checkpoint:
+        from kdcourse.publish import load_published_teacher
+        return load_published_teacher(profile, label_names)
     path = checkpoint_dir(profile, "teacher")
     if not (path / "config.json").exists():
         if not profile.builds_tiny_models:
