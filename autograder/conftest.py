@@ -12,6 +12,7 @@ one). Before the first test runs, each submission's collected cases go to one sa
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sys
@@ -21,13 +22,30 @@ from pathlib import Path
 import pytest
 
 from autograder import ITEMS, judge, sandbox
+from autograder.protocol import GRADER_ERRORS, PROGRESS, RELAYED_LOG, error
 from kdcourse.notebook import NotebookError, graded_cells
 
 REPO = Path(__file__).resolve().parent.parent
 SOLUTION = REPO / "solutions" / "week6_distillation" / "distillation.ipynb"
 log = logging.getLogger("autograder")
-# Errors that the grader or the sandbox reports for a case: never the student's function raising.
-GRADER_ERRORS = ("Timeout", "WorkerExit", "Missing", "GraderError", "NoResult", "LoadFailure")
+
+
+@dataclasses.dataclass
+class GradingState:
+    """What this session grades and has seen, kept in `config.stash[GRADING]`."""
+    batch: list[tuple[str, str]]                   # (submission id, notebook path)
+    runs: dict = dataclasses.field(default_factory=dict)       # id -> its worker run
+    expected: dict = dataclasses.field(default_factory=dict)   # id -> tests collected for it
+    results: dict = dataclasses.field(init=False)               # id -> per-test outcomes
+    tags: dict = dataclasses.field(init=False)                  # id -> its test-id part
+
+    def __post_init__(self):
+        self.results = {sid: [] for sid, _ in self.batch}
+        # the test-id part naming a submission (ASCII whatever the student id, removed from reports)
+        self.tags = {sid: f"@{i}" for i, (sid, _) in enumerate(self.batch)}
+
+
+GRADING = pytest.StashKey[GradingState]()
 
 
 def pytest_addoption(parser):
@@ -54,7 +72,7 @@ class RelayHandler(logging.Handler):
         try:
             line = json.dumps({"level": record.levelno, "name": record.name,
                                "message": self.format(record)})
-            print(f"kdgrade-log {line}", file=sys.stderr, flush=True)
+            print(f"{RELAYED_LOG}{line}", file=sys.stderr, flush=True)
         except Exception:  # noqa: BLE001  logging must never break grading
             self.handleError(record)
 
@@ -68,20 +86,16 @@ def pytest_configure(config):
         log.addHandler(RelayHandler(logging.WARNING))
     batch = config.getoption("--batch")
     if batch:
-        config._grading_batch = [(str(s["id"]), str(s["path"]))
-                                 for s in json.loads(Path(batch).read_text())]
+        submissions = [(str(s["id"]), str(s["path"])) for s in json.loads(Path(batch).read_text())]
     else:
-        config._grading_batch = [("submission", config.getoption("--submission"))]
-    config._grading_results = {sid: [] for sid, _ in config._grading_batch}
-    config._grading_runs = {}
-    # the test-id part naming the submission (ASCII whatever the student id, removed from reports)
-    config._grading_tags = {sid: f"@{i}" for i, (sid, _) in enumerate(config._grading_batch)}
+        submissions = [("submission", config.getoption("--submission"))]
+    config.stash[GRADING] = GradingState(submissions)
 
 
 def pytest_generate_tests(metafunc):
     """Every test that observes a submission runs once per submission of the batch."""
     if "submission_id" in metafunc.fixturenames:
-        tags = metafunc.config._grading_tags
+        tags = metafunc.config.stash[GRADING].tags
         metafunc.parametrize("submission_id", list(tags), ids=list(tags.values()), scope="session")
 
 
@@ -107,7 +121,7 @@ def grade_one(path: str, cases: dict, limits: sandbox.Limits, hide: list[str]) -
         if case["fn"] not in sources:
             message = problem or (f"the notebook has no cell with grade_id '{case['fn']}': copy "
                                   "the cell back from the released notebook")
-            run["results"][case["id"]] = {"error": {"type": "Missing", "message": message}}
+            run["results"][case["id"]] = {"error": error("Missing", message)}
     return run
 
 
@@ -115,6 +129,7 @@ def grade_one(path: str, cases: dict, limits: sandbox.Limits, hide: list[str]) -
 def worker_runs(request):
     """{submission id: future of its worker run}; all start at once, `--jobs` at a time."""
     config = request.config
+    state = config.stash[GRADING]
     cases = {}
     for item in request.session.items:
         case = getattr(item, "callspec", None) and item.callspec.params.get("case")
@@ -133,14 +148,14 @@ def worker_runs(request):
             log.exception("grading %s failed", sid)
             result = {"results": {}, "load_errors": {}, "sandbox": None, "log": [],
                       "problem": "internal grader error; tell your instructor"}
-        config._grading_runs[sid] = result
+        state.runs[sid] = result
         if progress:
-            print(f"kdgrade-done {sid}", file=sys.stderr, flush=True)
+            print(f"{PROGRESS}{sid}", file=sys.stderr, flush=True)
         return result
 
     pool = ThreadPoolExecutor(max_workers=max(1, config.getoption("--jobs")))
     request.addfinalizer(lambda: pool.shutdown(cancel_futures=True))
-    return {sid: pool.submit(run, sid, path) for sid, path in config._grading_batch}
+    return {sid: pool.submit(run, sid, path) for sid, path in state.batch}
 
 
 @pytest.fixture
@@ -182,7 +197,7 @@ def _message(excinfo) -> str:
 def _test_name(item, sid: str) -> str:
     """The test's name without the submission: `matches_reference[T=1.0,alpha=0.5]`."""
     name = item.name[len("test_"):] if item.name.startswith("test_") else item.name
-    tag = item.config._grading_tags[sid]
+    tag = item.config.stash[GRADING].tags[sid]
     return name.replace(f"-{tag}]", "]").replace(f"[{tag}-", "[").replace(f"[{tag}]", "")
 
 
@@ -196,7 +211,7 @@ def pytest_runtest_makereport(item, call):
     if report.when == "call" or (report.when == "setup" and report.failed):
         marker = item.get_closest_marker("points")
         module = item.module.__name__.rsplit(".", 1)[-1]
-        item.config._grading_results[sid].append({
+        item.config.stash[GRADING].results[sid].append({
             "item": module[len("test_"):], "name": _test_name(item, sid), "passed": report.passed,
             "points": float(marker.args[0]) if marker else 1.0,
             "property": item.get_closest_marker("property_check") is not None,
@@ -206,22 +221,22 @@ def pytest_runtest_makereport(item, call):
 def pytest_collection_modifyitems(config, items):
     """Count each submission's tests: a report with fewer (a session that stopped early) is
     incomplete, and autograder.grade grades that submission again instead of scoring a part."""
-    config._grading_expected = dict.fromkeys(config._grading_tags, 0)
+    expected = config.stash[GRADING].expected = dict.fromkeys(config.stash[GRADING].tags, 0)
     for item in items:
         sid = getattr(item, "callspec", None) and item.callspec.params.get("submission_id")
-        if sid in config._grading_expected:
-            config._grading_expected[sid] += 1
+        if sid in expected:
+            expected[sid] += 1
 
 
 def pytest_sessionfinish(session):
     path = session.config.getoption("--grading-report")
     if path:
         config = session.config
-        expected = getattr(config, "_grading_expected", {})
+        state = config.stash[GRADING]
         report = {}
-        for sid, _ in config._grading_batch:
-            run = config._grading_runs.get(sid) or {}
-            report[sid] = {"tests": config._grading_results[sid], "expected": expected.get(sid),
+        for sid, _ in state.batch:
+            run = state.runs.get(sid) or {}
+            report[sid] = {"tests": state.results[sid], "expected": state.expected.get(sid),
                            "sandbox": run.get("sandbox"), "worker_user": run.get("worker_user"),
                            "problem": run.get("problem"),
                            "log": run.get("log", []), "load_errors": run.get("load_errors", {})}

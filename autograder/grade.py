@@ -21,12 +21,11 @@ import tempfile
 from pathlib import Path
 
 from autograder import ITEMS, MAX_POINTS
+from autograder.protocol import PROGRESS, RELAYED_LOG
 
 log = logging.getLogger("autograder.grade")
 HERE = Path(__file__).resolve().parent
 NOTEBOOK = "distillation.ipynb"
-PROGRESS = "kdgrade-done "
-RELAYED_LOG = "kdgrade-log "
 
 
 def empty_result(message: str) -> dict:

@@ -10,6 +10,8 @@ import base64
 import numpy as np
 import torch
 
+from autograder.protocol import GRADER_ERRORS
+
 KINDS = {"float64": np.float64, "int64": np.int64}
 
 
@@ -77,7 +79,7 @@ def student_error_message(fn: str, error: dict, *, load: bool = False) -> str:
     kind, message = error.get("type", "Error"), error.get("message", "")
     if kind == "NotImplementedError":
         return f"{fn} is not implemented yet (it raises NotImplementedError)"
-    if kind in ("Timeout", "WorkerExit", "LoadFailure", "GraderError", "NoResult", "Missing"):
+    if kind in GRADER_ERRORS:
         return f"{fn}: {message}"
     where = "while its cell was run" if load else "on this case"
     return f"{fn} raised {kind} {where}: {message[:120]}"

@@ -47,12 +47,13 @@ import time
 from functools import lru_cache
 from pathlib import Path
 
+from autograder.protocol import BEGIN, CASE, DONE, ITEM, ITEM_DONE, LOADED, LOADING, error
 from kdcourse.notebook import PREAMBLE
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-WORKER_FILES = ("worker.py", "cases.py", "guard.py", "grader_loss.py")
+WORKER_FILES = ("worker.py", "cases.py", "guard.py", "grader_loss.py", "protocol.py")
 
 
 @dataclasses.dataclass
@@ -260,12 +261,12 @@ def is_release_stub(source: str, name: str) -> bool:
     return isinstance(exc, ast.Name) and exc.id == "NotImplementedError"
 
 
-STUB_ERROR = {"type": "NotImplementedError", "message": "",
-              "mro": ["NotImplementedError", "RuntimeError", "Exception", "BaseException", "object"]}
+STUB_ERROR = error("NotImplementedError", "",
+                   ["NotImplementedError", "RuntimeError", "Exception", "BaseException", "object"])
 
 
 def _failure(kind: str, message: str) -> dict:
-    return {"error": {"type": kind, "mro": [kind], "message": message}}
+    return {"error": error(kind, message)}
 
 
 def _exit_reason(returncode) -> str:
@@ -407,27 +408,27 @@ def run_worker(sources: dict[str, str], cases: list[dict], *, order: list[str] |
                 outcome = msg or "died"
                 break
             event = msg.get("event")
-            if event in ("item", "done") and item is not None:
+            if event in (ITEM, DONE) and item is not None:
                 outcome = "died"              # the last item's process ended before its cases did
                 break
-            if event == "item":
+            if event == ITEM:
                 item, phase, cell = msg.get("name"), "load", None
                 phase_end[0] = time.monotonic() + limits.load_seconds
-            elif event == "item_done" and msg.get("name") == item:
+            elif event == ITEM_DONE and msg.get("name") == item:
                 item = None
-            elif event == "loading":
+            elif event == LOADING:
                 cell = msg.get("name")
-            elif event == "loaded":
+            elif event == LOADED:
                 load_errors.update(msg.get("errors") or {})
                 phase, phase_end[0] = "cases", time.monotonic() + limits.case_seconds
-            elif event == "begin":
+            elif event == BEGIN:
                 current = next((c for c in pending if c["id"] == msg.get("id")), None)
                 phase_end[0] = time.monotonic() + limits.case_seconds
-            elif event == "case" and current is not None and msg.get("id") == current["id"]:
+            elif event == CASE and current is not None and msg.get("id") == current["id"]:
                 results[current["id"]] = msg.get("obs") or {}
                 pending.remove(current)
                 current = None
-            elif event == "done":
+            elif event == DONE:
                 outcome = "done"
                 break
         tail = run.close(finished=outcome == "done")
@@ -440,8 +441,7 @@ def run_worker(sources: dict[str, str], cases: list[dict], *, order: list[str] |
         notes.append(f"worker stopped in phase {phase} ({how}); output tail: {tail[-300:]!r}")
         if phase == "load" and cell is not None:
             skip_cells.append(cell)
-            load_errors[cell] = {"type": "LoadFailure", "mro": ["LoadFailure"],
-                                 "message": f"running the cell {how}"}
+            load_errors[cell] = error("LoadFailure", f"running the cell {how}")
             fail_function(cell, {"error": load_errors[cell], "load": True})
         elif phase == "load":
             log.error("the grading worker could not start: %s", tail[-1000:])

@@ -26,6 +26,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # -I drops the script's folder
 
 import guard  # noqa: E402
+import protocol  # noqa: E402
 
 if __name__ == "__main__":   # a root grader's worker leaves root before numpy and torch load
     guard.start(sys.argv[1:])
@@ -64,10 +65,9 @@ def error_info(err):
     except BaseException:  # noqa: BLE001  a student exception whose __str__ fails
         message = "<unprintable>"
     try:
-        return {"type": type(err).__name__, "mro": [k.__name__ for k in type(err).__mro__],
-                "message": message}
+        return protocol.error(type(err).__name__, message, [k.__name__ for k in type(err).__mro__])
     except BaseException:  # noqa: BLE001  a class whose __name__ or __mro__ misbehaves
-        return {"type": "<unknown>", "mro": [], "message": message}
+        return protocol.error("<unknown>", message, [])
 
 
 # Every case runs in three steps. prepare: build the inputs from the case description, before
@@ -181,12 +181,11 @@ def load_cells(job, names, send):
     exec(compile(job["preamble"], "<preamble>", "exec"), namespace)
     errors = {}
     for name in names:
-        send({"event": "loading", "name": name})
+        send({"event": protocol.LOADING, "name": name})
         try:
             exec(compile(job["sources"][name], f"<cell {name}>", "exec"), namespace)
             if not callable(namespace.get(name)):
-                errors[name] = {"type": "NameError", "mro": ["NameError"],
-                                "message": f"the cell does not define {name}()"}
+                errors[name] = protocol.error("NameError", f"the cell does not define {name}()")
         except BaseException as err:  # noqa: BLE001  SystemExit too: one cell must not stop the rest
             errors[name] = error_info(err)
     return namespace, errors
@@ -200,26 +199,25 @@ def grade_item(item, job, prepared, send, manual_seed, callable_):
         injected = grader_loss.make_distillation_loss()
         del sys.modules["grader_loss"], grader_loss
     guard.install_audit_hook(job["scratch"], job["readable"])
-    send({"event": "item", "name": item})
+    send({"event": protocol.ITEM, "name": item})
     order = job["order"]
     names = [n for n in order[:order.index(item) + 1] if n not in job["skip_cells"]]
     namespace, errors = load_cells(job, names, send)
-    send({"event": "loaded", "errors": errors})
+    send({"event": protocol.LOADED, "errors": errors})
     fn = namespace.get(item)
     if item == "train_student":
         namespace["distillation_loss"] = injected
     for case in [c for c in job["cases"] if c["fn"] == item]:
-        send({"event": "begin", "id": case["id"]})
+        send({"event": protocol.BEGIN, "id": case["id"]})
         if item in errors or not callable_(fn):
-            obs = {"error": errors.get(item, {"type": "NameError", "mro": ["NameError"],
-                                              "message": "not defined"}), "load": True}
+            obs = {"error": errors.get(item, protocol.error("NameError", "not defined")), "load": True}
         else:
             obs = run_case(fn, case, prepared.pop(case["id"]), manual_seed)
         try:
-            send({"event": "case", "id": case["id"], "obs": obs})
+            send({"event": protocol.CASE, "id": case["id"], "obs": obs})
         except BaseException as err:  # noqa: BLE001  e.g. json patched or an odd value
-            send({"event": "case", "id": case["id"], "obs": {"harness_error": error_info(err)}})
-    send({"event": "item_done", "name": item})
+            send({"event": protocol.CASE, "id": case["id"], "obs": {"harness_error": error_info(err)}})
+    send({"event": protocol.ITEM_DONE, "name": item})
 
 
 def main():
@@ -252,7 +250,7 @@ def main():
         _, status = os.waitpid(pid, 0)
         if status:           # a crash or a limit: the trusted side restarts without this case
             exit_now(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
-    send({"event": "done"})
+    send({"event": protocol.DONE})
     exit_now(0)
 
 
