@@ -21,7 +21,8 @@ NB_RELEASE := assignments/week6_distillation/distillation.ipynb
 # nbgrader runs `alembic` by name: the venv's bin folder goes first on PATH.
 NBGRADER := PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/nbgrader
 
-.PHONY: help venv test data data-full teacher reference bench traffic gpu-check release validate grade clean-venv
+.PHONY: help venv test data data-full teacher reference bench traffic gpu-check release validate grade \
+	student-kit wheel similarity clean-venv
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -78,6 +79,15 @@ validate: $(STAMP)  ## the source passes its visible tests, the release fails th
 
 grade: $(STAMP)  ## grade a folder of submissions: make grade SUBMISSIONS=dir OUT=dir [JOBS=n] [ARGS=...]
 	$(PY) -m autograder.grade $(SUBMISSIONS) --out $(OUT) --jobs $(JOBS) $(ARGS)
+
+student-kit: $(STAMP)  ## what students get -> dist/student/ + dist/week6-student.zip (no solutions, no suites)
+	$(PY) -m autograder.student_kit --out_dir dist
+
+wheel: $(STAMP)  ## kdcourse as a wheel carrying the data splits and profiles (a JupyterHub image) -> dist/
+	$(PY) -m pip wheel --no-deps --no-build-isolation --disable-pip-version-check -w dist .
+
+similarity: $(STAMP)  ## how alike every pair's graded cells are: make similarity SUBMISSIONS=dir OUT=dir
+	$(PY) -m autograder.similarity $(SUBMISSIONS) --out_dir $(OUT)
 
 clean-venv:  ## remove .venv (the next target rebuilds it)
 	rm -rf $(VENV)
