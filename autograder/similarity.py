@@ -36,7 +36,7 @@ from kdcourse.paths import RELEASE_NOTEBOOK, move_to_history
 # copydetect's two thresholds (its defaults), in filtered characters, one per name (`V`): a match
 # shorter than NOISE is ignored, one at least GUARANTEE long is always found. On the test sets
 # (tests/test_similarity.py) they separate planted copies from independent answers best of
-# 10/15 to 25/30: copies 0.90, independent pairs at most 0.37.
+# 10/15 to 25/30: copies 0.89-0.93, independent pairs at most 0.37.
 NOISE = 25
 GUARANTEE = 30
 CELL_MATCH = 0.5  # a cell is listed as matching from this similarity on
