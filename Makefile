@@ -22,7 +22,7 @@ NB_RELEASE := assignments/week6_distillation/distillation.ipynb
 NBGRADER := PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/nbgrader
 
 .PHONY: help venv test data data-full teacher reference bench traffic gpu-check release validate grade \
-	student-kit wheel similarity clean-venv
+	student-kit similarity clean-venv
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -80,11 +80,8 @@ validate: $(STAMP)  ## the source passes its visible tests, the release fails th
 grade: $(STAMP)  ## grade a folder of submissions: make grade SUBMISSIONS=dir OUT=dir [JOBS=n] [ARGS=...]
 	$(PY) -m autograder.grade $(SUBMISSIONS) --out $(OUT) --jobs $(JOBS) $(ARGS)
 
-student-kit: $(STAMP)  ## what students get -> dist/student/ + dist/week6-student.zip (no solutions, no suites)
+student-kit: $(STAMP)  ## what students get -> dist/student/, dist/week6-student.zip, dist/kdcourse-*.whl (hub)
 	$(PY) -m autograder.student_kit --out_dir dist
-
-wheel: $(STAMP)  ## kdcourse as a wheel carrying the data splits and profiles (a JupyterHub image) -> dist/
-	$(PY) -m pip wheel --no-deps --no-build-isolation --disable-pip-version-check -w dist .
 
 similarity: $(STAMP)  ## how alike every pair's graded cells are: make similarity SUBMISSIONS=dir OUT=dir
 	$(PY) -m autograder.similarity $(SUBMISSIONS) --out_dir $(OUT)

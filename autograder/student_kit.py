@@ -1,13 +1,17 @@
 """What students get: the released notebook and just enough of the course to run it.
 
-    make student-kit                                   # -> dist/student/ and dist/week6-student.zip
-    python -m autograder.student_kit --out_dir dist
+    make student-kit           # -> dist/student/, dist/week6-student.zip, dist/kdcourse-*.whl
+    python -m autograder.student_kit --out_dir dist [--wheel false]
 
 The kit holds the released notebook, the modules of `kdcourse` that it imports (found from its
 import statements, then kdcourse's own imports, transitively: a module added later comes along by
 itself), the data splits with their card, `configs/`, the requirements, a student README and a
 Jupyter configuration that hides nbgrader's instructor tools. Nothing of solutions/, of the hidden
 suites or of the reference run is copied: only the files listed here are.
+
+The student wheel (for a JupyterHub image) is kdcourse reduced to the same modules, with the data
+splits and the profiles inside the package (setup.py's build step): not `kdcourse.distributed`,
+whose training loop would answer `train_student`, nor the benchmarks.
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import argparse
 import ast
 import json
 import shutil
+import subprocess
 import sys
 import tempfile
 import zipfile
@@ -31,6 +36,8 @@ ZIP_ROOT = "week6-student"  # the folder the zip unpacks to
 MARKER = ".student-kit.json"  # written last: names every file, and marks the folder as ours
 DATA_FILES = ["data/README.md", "data/cfpb/labels.json", "data/cfpb/*.parquet"]  # not data/raw
 ENV_FILES = ["requirements.txt", "environment.yml"]
+WHEEL_INPUTS = ["pyproject.toml", "setup.py", "data/cfpb/labels.json", "data/cfpb/*.parquet",
+                "configs/profiles.toml"]  # besides the modules: what setup.py bundles
 # nbgrader's instructor tools, off for students as nbgrader's installation docs describe; the
 # student tools (assignment-list, validate-assignment) stay on.
 INSTRUCTOR_LAB_EXTENSIONS = ["@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:create-assignment",
@@ -234,15 +241,42 @@ def build_kit(out_dir: Path, repo_root: Path = REPO_ROOT, notebook: Path = RELEA
     return StudentKit(folder, zip_path, tuple(modules), files)
 
 
+def build_wheel(out_dir: Path, repo_root: Path = REPO_ROOT, notebook: Path = RELEASE_NOTEBOOK) -> Path:
+    """Build out_dir/kdcourse-<version>-py3-none-any.whl from a copy of the sources that holds
+    only the kit's modules (offline: no build isolation, no index). Returns the wheel's path."""
+    source_root = repo_root / "src"
+    modules = package_closure(notebook_imports(notebook) | {PACKAGE}, source_root)
+    with tempfile.TemporaryDirectory(prefix="student-wheel-") as tmp:
+        tree, wheels = Path(tmp) / "tree", Path(tmp) / "wheels"
+        for path in modules.values():
+            _copy(path, tree / path.relative_to(repo_root))
+        for pattern in WHEEL_INPUTS:
+            for path in sorted(repo_root.glob(pattern)):
+                _copy(path, tree / path.relative_to(repo_root))
+        done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                               "--no-index", "--disable-pip-version-check", "-w", str(wheels), str(tree)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"pip wheel failed (is setuptools in {sys.prefix}?):\n{done.stderr[-3000:]}")
+        (built,) = wheels.glob("kdcourse-*.whl")
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        return Path(shutil.move(str(built), Path(out_dir) / built.name))
+
+
 def main(argv=None) -> StudentKit:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out_dir", type=Path, default=REPO_ROOT / "dist",
-                        help="folder that receives student/ and week6-student.zip")
+                        help="folder that receives student/, week6-student.zip and the wheel")
+    parser.add_argument("--wheel", type=lambda v: v.lower() in ("1", "true", "yes"), default=True,
+                        help="also build the student wheel of kdcourse (true/false)")
     args = parser.parse_args(argv)
     kit = build_kit(args.out_dir)
     print(f"student kit: {kit.folder}/ ({len(kit.files)} files; kdcourse modules: "
           f"{', '.join(m.removeprefix(PACKAGE + '.') for m in kit.modules if m != PACKAGE)})")
     print(f"zip: {kit.zip_path} ({kit.zip_path.stat().st_size / 1e6:.1f} MB)")
+    if args.wheel:
+        wheel = build_wheel(args.out_dir)
+        print(f"wheel: {wheel} ({wheel.stat().st_size / 1e6:.1f} MB): pip install it in a JupyterHub image")
     return kit
 
 

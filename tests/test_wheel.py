@@ -1,12 +1,13 @@
-"""The kdcourse wheel (what a JupyterHub image installs) works without a checkout around it: it
-carries the data splits and the profiles, and loads both from a folder that is not the checkout.
+"""The student wheel of kdcourse (what a JupyterHub image installs) works without a checkout
+around it: it carries the data splits and the profiles, holds only the kit's modules, and loads
+both from a folder that is not the checkout.
 
-Built offline from a copy of the sources under tmp_path (a build in place would write build/ and
-egg-info into the checkout); installed with the project's pip into a fresh venv without pip, which
-sees the project's third-party packages through a .pth line (torch is not installed twice).
+`student_kit.build_wheel` builds it offline from a copy of the sources (a build in place would
+write build/ and egg-info into the checkout); the test installs it with the project's pip into a
+fresh venv without pip, which sees the project's third-party packages through a .pth line (torch
+is not installed twice).
 """
 import os
-import shutil
 import site
 import subprocess
 import sys
@@ -15,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-BUILD_INPUTS = ["pyproject.toml", "setup.py", "src/kdcourse", "data/cfpb", "configs"]
+from autograder import student_kit
+from kdcourse.paths import RELEASE_NOTEBOOK, REPO_ROOT
 
 
 def run(command, **kwargs):
@@ -27,16 +28,7 @@ def run(command, **kwargs):
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
-    sources = tmp_path_factory.mktemp("sources")
-    for name in BUILD_INPUTS:
-        copy = shutil.copytree if (REPO / name).is_dir() else shutil.copy2
-        (sources / name).parent.mkdir(parents=True, exist_ok=True)
-        copy(REPO / name, sources / name)
-    out = tmp_path_factory.mktemp("wheels")
-    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-         "--disable-pip-version-check", "-w", str(out), str(sources)])
-    (path,) = out.glob("kdcourse-*.whl")
-    return path
+    return student_kit.build_wheel(tmp_path_factory.mktemp("wheels"))
 
 
 def test_wheel_carries_the_splits_and_profiles(wheel):
@@ -46,6 +38,13 @@ def test_wheel_carries_the_splits_and_profiles(wheel):
                                                  "test.parquet")} <= names
     assert bundled + "configs/profiles.toml" in names
     assert "kdcourse/paths.py" in names and "kdcourse/data.py" in names
+    # The kit's modules only: kdcourse.distributed's training loop would answer train_student.
+    modules = {n.removesuffix(".py").replace("/", ".").removesuffix(".__init__") for n in names
+               if n.startswith("kdcourse/") and n.endswith(".py")}
+    expected = student_kit.package_closure(student_kit.notebook_imports(RELEASE_NOTEBOOK) | {"kdcourse"},
+                                           REPO_ROOT / "src")
+    assert modules == set(expected)
+    assert not {"kdcourse.distributed", "kdcourse.bench", "kdcourse.traffic"} & modules
     assert not [n for n in names if n.startswith(("solutions/", "autograder/", "data/raw"))]
 
 
