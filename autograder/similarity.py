@@ -18,13 +18,17 @@ the top pairs. A missing or unreadable notebook is skipped and named, never fata
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import hashlib
 import io
 import itertools
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import copydetect.utils
+import numpy as np
 from copydetect import CodeFingerprint, compare_files
 
 from autograder import ITEMS
@@ -36,7 +40,7 @@ from kdcourse.paths import RELEASE_NOTEBOOK, move_to_history
 # copydetect's two thresholds (its defaults), in filtered characters, one per name (`V`): a match
 # shorter than NOISE is ignored, one at least GUARANTEE long is always found. On the test sets
 # (tests/test_similarity.py) they separate planted copies from independent answers best of
-# 10/15 to 25/30: copies 0.89-0.93, independent pairs at most 0.37.
+# 10/15 to 30/35: copies 0.91, independent pairs at most 0.37 (0.51 at 10/15).
 NOISE = 25
 GUARANTEE = 30
 CELL_MATCH = 0.5  # a cell is listed as matching from this similarity on
@@ -119,6 +123,26 @@ class SimilarityReport:
         return "\n".join(lines)
 
 
+def stable_hashed_kgrams(string: str, k: int) -> np.ndarray:
+    """copydetect's hashed_kgrams with a fixed hash (8 bytes of BLAKE2b) instead of Python's
+    hash(), which is salted per process: the winnowed fingerprints, and so every score, would
+    change from one run to the next."""
+    return np.array([int.from_bytes(hashlib.blake2b(string[i:i + k].encode(), digest_size=8).digest(),
+                                    "little", signed=True) for i in range(len(string) - k + 1)],
+                    dtype=np.int64)
+
+
+@contextlib.contextmanager
+def stable_hashes():
+    """copydetect fingerprints with `stable_hashed_kgrams` inside the block."""
+    original = copydetect.utils.hashed_kgrams
+    copydetect.utils.hashed_kgrams = stable_hashed_kgrams
+    try:
+        yield
+    finally:
+        copydetect.utils.hashed_kgrams = original
+
+
 def fingerprint(source: str, boilerplate=None) -> CodeFingerprint:
     return CodeFingerprint("cell.py", NOISE, GUARANTEE - NOISE + 1, boilerplate=boilerplate,
                            language="python", fp=io.StringIO(source))
@@ -178,9 +202,11 @@ def compare_pair(a: Submission, b: Submission) -> PairResult:
 
 def compare_folder(folder: Path, release: Path = RELEASE_NOTEBOOK) -> SimilarityReport:
     submissions, skipped = load_submissions(folder)
-    boilerplate = boilerplate_hashes(release)
-    for sub in submissions:
-        sub.fingerprints = {item: fingerprint(source, boilerplate[item]) for item, source in sub.cells.items()}
+    with stable_hashes():
+        boilerplate = boilerplate_hashes(release)
+        for sub in submissions:
+            sub.fingerprints = {item: fingerprint(source, boilerplate[item])
+                                for item, source in sub.cells.items()}
     pairs = [compare_pair(a, b) for a, b in itertools.combinations(submissions, 2)]
     pairs.sort(key=lambda p: (-p.similarity, p.student_a, p.student_b))
     return SimilarityReport(tuple(s.student for s in submissions), tuple(pairs), tuple(skipped))

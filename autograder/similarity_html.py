@@ -18,16 +18,30 @@ table.pairs tr:nth-child(even) { background: #f4f4f4; } td.num { text-align: rig
 .bar { display: inline-block; height: 0.7em; background: #d9534f; vertical-align: middle; margin-right: 6px; }
 .side { display: grid; grid-template-columns: 1fr 1fr; gap: 12px; }
 .side div { min-width: 0; } .side h4 { margin: 0 0 4px; font-size: 0.9em; color: #555; }
-pre { background: #fafafa; border: 1px solid #ddd; padding: 8px; overflow-x: auto; font-size: 12.5px;
-      line-height: 1.35; margin: 0; white-space: pre; }
+pre { background: #fafafa; border: 1px solid #ddd; padding: 8px; font-size: 12.5px; line-height: 1.35;
+      margin: 0; white-space: pre-wrap; overflow-wrap: anywhere; }
 mark { background: #ffd54f; } .skipped { color: #a94442; } .note { color: #555; max-width: 70em; }
 """
+
+
+def _word_char(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
+
+
+def snap(source: str, start: int, end: int) -> tuple[int, int]:
+    """Widen a span to whole names: copydetect maps filtered matches back to the source a few
+    characters off (`d|ef`, `ret|urn`), which reads as noise."""
+    while 0 < start < len(source) and _word_char(source[start - 1]) and _word_char(source[start]):
+        start -= 1
+    while 0 < end < len(source) and _word_char(source[end - 1]) and _word_char(source[end]):
+        end += 1
+    return start, end
 
 
 def highlight(source: str, spans) -> str:
     """`source` HTML-escaped, with the (start, end) character spans wrapped in <mark>."""
     out, position = [], 0
-    for start, end in sorted(spans):
+    for start, end in sorted(snap(source, *span) for span in spans):
         start = max(start, position)
         if end <= start:
             continue

@@ -2,6 +2,8 @@
 folder with broken or missing notebooks still gives the whole report, naming what it skipped."""
 import csv
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -94,6 +96,19 @@ def test_cli_writes_csv_and_html_and_names_what_it_skipped(submissions, tmp_path
     similarity.main([str(folder), "--out_dir", str(out)])
     (history,) = (out / "history").iterdir()
     assert sorted(p.name for p in history.iterdir()) == ["similarity.csv", "similarity.html"]
+
+
+def test_scores_do_not_depend_on_the_process_hash_seed(submissions, tmp_path):
+    """copydetect's own k-gram hash is Python's salted hash(): two runs must still agree."""
+    outputs = []
+    for seed in ("1", "2"):
+        out = tmp_path / seed
+        env = dict(os.environ, PYTHONHASHSEED=seed,
+                   PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]))
+        subprocess.run([sys.executable, "-m", "autograder.similarity", str(submissions), "--out_dir", str(out)],
+                       env=env, check=True, capture_output=True, timeout=300)
+        outputs.append((out / "similarity.csv").read_text())
+    assert outputs[0] == outputs[1]
 
 
 def test_a_folder_that_is_not_a_submissions_folder_is_one_clear_error(tmp_path):
