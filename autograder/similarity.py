@@ -97,6 +97,7 @@ class SimilarityReport:
     students: tuple[str, ...]
     pairs: tuple[PairResult, ...]
     skipped: tuple[Skipped, ...]
+    release_cells: dict = field(default_factory=dict, repr=False)  # {item: starter code}, for the HTML
     noise: int = NOISE
     guarantee: int = GUARANTEE
 
@@ -148,11 +149,10 @@ def fingerprint(source: str, boilerplate=None) -> CodeFingerprint:
                            language="python", fp=io.StringIO(source))
 
 
-def boilerplate_hashes(release: Path = RELEASE_NOTEBOOK) -> dict[str, list[int]]:
+def boilerplate_hashes(release_cells: dict[str, str]) -> dict[str, list[int]]:
     """{item: every k-gram hash of the release's cell}, as copydetect builds boilerplate (window 1)."""
-    cells = graded_cells(release)
     return {item: sorted(CodeFingerprint("cell.py", NOISE, 1, language="python",
-                                         fp=io.StringIO(cells.get(item, ""))).hashes)
+                                         fp=io.StringIO(release_cells.get(item, ""))).hashes)
             for item in ITEMS}
 
 
@@ -202,14 +202,16 @@ def compare_pair(a: Submission, b: Submission) -> PairResult:
 
 def compare_folder(folder: Path, release: Path = RELEASE_NOTEBOOK) -> SimilarityReport:
     submissions, skipped = load_submissions(folder)
+    release_cells = {item: source for item, source in graded_cells(release).items() if item in ITEMS}
     with stable_hashes():
-        boilerplate = boilerplate_hashes(release)
+        boilerplate = boilerplate_hashes(release_cells)
         for sub in submissions:
             sub.fingerprints = {item: fingerprint(source, boilerplate[item])
                                 for item, source in sub.cells.items()}
     pairs = [compare_pair(a, b) for a, b in itertools.combinations(submissions, 2)]
     pairs.sort(key=lambda p: (-p.similarity, p.student_a, p.student_b))
-    return SimilarityReport(tuple(s.student for s in submissions), tuple(pairs), tuple(skipped))
+    return SimilarityReport(tuple(s.student for s in submissions), tuple(pairs), tuple(skipped),
+                            release_cells)
 
 
 def main(argv=None) -> SimilarityReport:

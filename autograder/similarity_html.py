@@ -20,7 +20,7 @@ table.pairs tr:nth-child(even) { background: #f4f4f4; } td.num { text-align: rig
 .side div { min-width: 0; } .side h4 { margin: 0 0 4px; font-size: 0.9em; color: #555; }
 pre { background: #fafafa; border: 1px solid #ddd; padding: 8px; font-size: 12.5px; line-height: 1.35;
       margin: 0; white-space: pre-wrap; overflow-wrap: anywhere; }
-mark { background: #ffd54f; } .skipped { color: #a94442; } .note { color: #555; max-width: 70em; }
+mark { background: #ffd54f; } .starter { color: #999; } .skipped { color: #a94442; } .note { color: #555; max-width: 70em; }
 """
 
 
@@ -38,24 +38,32 @@ def snap(source: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
-def highlight(source: str, spans) -> str:
-    """`source` HTML-escaped, with the (start, end) character spans wrapped in <mark>."""
-    out, position = [], 0
-    for start, end in sorted(snap(source, *span) for span in spans):
-        start = max(start, position)
-        if end <= start:
+def highlight(source: str, spans, starter: frozenset = frozenset()) -> str:
+    """`source` HTML-escaped, line by line, with the (start, end) character spans wrapped in
+    <mark>; lines of the release's starter code (`starter`, stripped) are greyed, never marked."""
+    spans = sorted(snap(source, *span) for span in spans)
+    out, offset = [], 0
+    for line in source.splitlines(keepends=True):
+        start_of_line, offset = offset, offset + len(line)
+        if line.strip() and line.strip() in starter:
+            out.append(f"<span class='starter'>{html.escape(line)}</span>")
             continue
-        out += [html.escape(source[position:start]), "<mark>", html.escape(source[start:end]), "</mark>"]
-        position = end
-    out.append(html.escape(source[position:]))
+        position = start_of_line
+        for start, end in spans:
+            start, end = max(start, position), min(end, offset)
+            if end <= start:
+                continue
+            out += [html.escape(source[position:start]), "<mark>", html.escape(source[start:end]), "</mark>"]
+            position = end
+        out.append(html.escape(source[position:offset]))
     return "".join(out)
 
 
-def _cell(pair: PairResult, cell: CellMatch) -> str:
+def _cell(pair: PairResult, cell: CellMatch, starter: frozenset) -> str:
     a, b = html.escape(pair.student_a), html.escape(pair.student_b)
     return (f"<h3>{html.escape(cell.item)}: {cell.similarity:.0%}</h3><div class='side'>"
-            f"<div><h4>{a}</h4><pre>{highlight(cell.source_a, cell.spans_a)}</pre></div>"
-            f"<div><h4>{b}</h4><pre>{highlight(cell.source_b, cell.spans_b)}</pre></div></div>")
+            f"<div><h4>{a}</h4><pre>{highlight(cell.source_a, cell.spans_a, starter)}</pre></div>"
+            f"<div><h4>{b}</h4><pre>{highlight(cell.source_b, cell.spans_b, starter)}</pre></div></div>")
 
 
 def _row(rank: int, pair: PairResult, detailed: bool) -> str:
@@ -68,13 +76,16 @@ def _row(rank: int, pair: PairResult, detailed: bool) -> str:
 
 
 def render_html(report: SimilarityReport, top: int = 10) -> str:
+    starter = {item: frozenset(line.strip() for line in source.splitlines() if line.strip())
+               for item, source in report.release_cells.items()}
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>Similarity of graded cells</title>",
              f"<style>{STYLE}</style></head><body><h1>Similarity of the graded cells</h1>",
              f"<p class='note'>{len(report.students)} submissions, {len(report.pairs)} pairs, compared with "
              f"copydetect (k-grams of {report.noise} tokens, every match of {report.guarantee} or more "
              "found). Names, comments and layout are ignored; the release's starter code counts for "
-             "nobody. A high score is a reason to read the two cells, not a verdict: short cells that "
-             "every correct answer writes alike (tempered_softmax) match by themselves.</p>"]
+             "nobody (greyed below). A high score is a reason to read the two cells, not a verdict: short "
+             "cells that every correct answer writes alike (tempered_softmax) match by themselves. "
+             "<mark>Highlighted</mark>: code the other student's cell also has.</p>"]
     if report.skipped:
         parts.append("<p class='skipped'><b>Skipped:</b></p><ul class='skipped'>")
         parts += [f"<li>{html.escape(s.student)}: {html.escape(s.reason)}</li>" for s in report.skipped]
@@ -88,6 +99,7 @@ def render_html(report: SimilarityReport, top: int = 10) -> str:
     for rank, pair in enumerate(report.pairs[:top], 1):
         parts.append(f"<h2 id='pair-{rank}'>#{rank} {html.escape(pair.student_a)} &ndash; "
                      f"{html.escape(pair.student_b)}: {pair.similarity:.0%}</h2>")
-        parts += [_cell(pair, cell) for cell in sorted(pair.cells, key=lambda c: -c.similarity)]
+        parts += [_cell(pair, cell, starter.get(cell.item, frozenset()))
+                  for cell in sorted(pair.cells, key=lambda c: -c.similarity)]
     parts.append("</body></html>\n")
     return "\n".join(parts)
