@@ -70,7 +70,8 @@ the notebook finds `kdcourse` beside it.
   functions they need are written.
 - The `parameters` cell picks the profile: `cpu` (default, tiny models built here, 2 CPU cores) or
   `gpu` (ModernBERT-large -> ModernBERT-base, one GPU). The first run fine-tunes the teacher once
-  (`checkpoints/`) and caches its soft labels (`.cache/`).
+  (`checkpoints/`) and caches its soft labels (`.cache/`). Where the notebook says `make teacher`,
+  the kit's command is `.venv/bin/python -m kdcourse.teacher --profile cpu`.
 - The Validate button in the notebook's toolbar runs every test cell, as the grader will.
 
 **How to submit.** Kernel -> Restart & Run All, check that no cell fails and every question is
