@@ -161,10 +161,12 @@ def package_closure(roots: set[str], source_root: Path, package: str = PACKAGE) 
 
 def jupyter_config() -> dict[str, dict]:
     """{relative path: JSON} of the kit's Jupyter config folder: the same files that
-    `jupyter labextension disable X` and `jupyter server extension disable Y` write there."""
+    `jupyter labextension disable X` and `jupyter server extension disable Y` write there
+    (JupyterLab 4.1+ also locks what it disables, so the plugin manager cannot turn it back on)."""
     return {
         "labconfig/page_config.json": {
-            "disabledExtensions": {name: True for name in INSTRUCTOR_LAB_EXTENSIONS}},
+            "disabledExtensions": {name: True for name in INSTRUCTOR_LAB_EXTENSIONS},
+            "lockedExtensions": {name: True for name in INSTRUCTOR_LAB_EXTENSIONS}},
         "jupyter_server_config.json": {
             "ServerApp": {"jpserver_extensions": {name: False for name in INSTRUCTOR_SERVER_EXTENSIONS}}},
     }

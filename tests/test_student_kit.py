@@ -168,7 +168,8 @@ def test_kit_jupyter_config_keeps_student_tools_only(kit):
              "app = ServerApp(); app.load_config_file(); app.find_server_extensions()\n"
              "page = get_page_config([os.path.join(p, 'labextensions') for p in jupyter_path()])\n"
              "print(json.dumps({'server': app.jpserver_extensions,\n"
-             "                  'lab_disabled': sorted(page.get('disabledExtensions', []))}))\n")
+             "                  'lab_disabled': sorted(page.get('disabledExtensions', [])),\n"
+             "                  'lab_locked': sorted(page.get('lockedExtensions', []))}))\n")
     env = dict(os.environ, JUPYTER_CONFIG_DIR=str(kit.folder / ".jupyter"))
     done = subprocess.run([sys.executable, "-c", probe], cwd=kit.folder, env=env, capture_output=True,
                           text=True, timeout=120, check=True)
@@ -178,7 +179,7 @@ def test_kit_jupyter_config_keeps_student_tools_only(kit):
                       "nbgrader.server_extensions.course_list": False,
                       "nbgrader.server_extensions.validate_assignment": True,
                       "nbgrader.server_extensions.assignment_list": True}
-    assert state["lab_disabled"] == sorted(student_kit.INSTRUCTOR_LAB_EXTENSIONS)
+    assert state["lab_disabled"] == state["lab_locked"] == sorted(student_kit.INSTRUCTOR_LAB_EXTENSIONS)
     # Those names are the installed nbgrader's plugin ids (a rename would silently disable nothing).
     lab = Path(sys.prefix) / "share" / "jupyter" / "labextensions" / "@jupyter" / "nbgrader"
     bundle = "".join(p.read_text(errors="replace") for p in (lab / "static").glob("*.js"))
