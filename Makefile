@@ -21,7 +21,8 @@ NB_RELEASE := assignments/week6_distillation/distillation.ipynb
 # nbgrader runs `alembic` by name: the venv's bin folder goes first on PATH.
 NBGRADER := PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/nbgrader
 
-.PHONY: help venv test data data-full teacher publish-teacher reference bench traffic gpu-check release validate grade gradescope clean-venv
+.PHONY: help venv test data data-full teacher publish-teacher reference bench traffic gpu-check release validate \
+	grade gradescope student-kit similarity clean-venv
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -84,6 +85,12 @@ grade: $(STAMP)  ## grade a folder of submissions: make grade SUBMISSIONS=dir OU
 
 gradescope: $(STAMP)  ## Gradescope's autograder bundle -> dist/gradescope/autograder.zip
 	$(PY) -m autograder.gradescope build --out dist/gradescope/autograder.zip
+
+student-kit: $(STAMP)  ## what students get -> dist/student/, dist/week6-student.zip, dist/kdcourse-*.whl (hub)
+	$(PY) -m autograder.student_kit --out_dir dist
+
+similarity: $(STAMP)  ## how alike every pair's graded cells are: make similarity SUBMISSIONS=dir OUT=dir
+	$(PY) -m autograder.similarity $(SUBMISSIONS) --out_dir $(OUT)
 
 clean-venv:  ## remove .venv (the next target rebuilds it)
 	rm -rf $(VENV)

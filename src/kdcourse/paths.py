@@ -1,12 +1,40 @@
-"""Where things live: the repo root and its standard folders (overridable by environment)."""
+"""Where things live: the project folder and its standard folders (overridable by environment).
+
+kdcourse finds its data and profiles in one of three layouts, first match wins:
+- this checkout: the package is `src/kdcourse`, the project is two folders up;
+- the student kit (`make student-kit`): the package sits beside `data/` and `configs/`;
+- an installed wheel (a JupyterHub image): the splits and profiles travel inside the package, in
+  `kdcourse/_bundled/` (put there by the wheel build, see setup.py), and the folders that receive
+  built files (.cache, checkpoints, runs) go to $KD_HOME, by default ~/kdcourse.
+$KD_DATA_DIR, $KD_CACHE_DIR, $KD_CHECKPOINT_DIR, $KD_RUNS_DIR override each folder in every layout.
+"""
 import datetime
 import logging
 import os
 import shutil
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DATA_DIR = Path(os.environ.get("KD_DATA_DIR", REPO_ROOT / "data"))
+PACKAGE_DIR = Path(__file__).resolve().parent
+# What an installed wheel carries: data/cfpb/* and configs/profiles.toml, same relative paths.
+BUNDLED_DIR = PACKAGE_DIR / "_bundled"
+PROFILES_RELATIVE = Path("configs") / "profiles.toml"
+
+
+def find_project_root() -> Path | None:
+    """The folder that holds configs/profiles.toml beside the package (kit) or two levels up
+    (checkout); None for an installed wheel."""
+    for root in (PACKAGE_DIR.parent, PACKAGE_DIR.parents[1]):
+        if (root / PROFILES_RELATIVE).is_file():
+            return root
+    return None
+
+
+PROJECT_ROOT = find_project_root()
+# The project folder (checkout or kit); for an installed wheel, the folder built files go to.
+REPO_ROOT = PROJECT_ROOT or Path(os.environ.get("KD_HOME", Path.home() / "kdcourse"))
+_SHIPPED = PROJECT_ROOT or BUNDLED_DIR  # where data/ and configs/ are read from
+DATA_DIR = Path(os.environ.get("KD_DATA_DIR", _SHIPPED / "data"))
+PROFILES_FILE = _SHIPPED / PROFILES_RELATIVE
 # Built-on-first-use artefacts (tiny tokenizer and models, cached logits): never committed.
 CACHE_DIR = Path(os.environ.get("KD_CACHE_DIR", REPO_ROOT / ".cache"))
 CHECKPOINT_DIR = Path(os.environ.get("KD_CHECKPOINT_DIR", REPO_ROOT / "checkpoints"))

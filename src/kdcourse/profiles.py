@@ -14,9 +14,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kdcourse.paths import REPO_ROOT
-
-PROFILES_FILE = REPO_ROOT / "configs" / "profiles.toml"
+from kdcourse.paths import PROFILES_FILE
 
 
 @dataclass(frozen=True)
@@ -75,7 +73,7 @@ def _read_tables(extra: str | os.PathLike | None = None) -> dict:
 def _resolve(name: str, tables: dict, seen: tuple = ()) -> dict:
     if name not in tables:
         raise KeyError(f"unknown profile {name!r}; known profiles: {', '.join(sorted(tables))}. "
-                       f"Add one to {PROFILES_FILE.relative_to(REPO_ROOT)} or $KD_PROFILES.")
+                       f"Add one to {PROFILES_FILE} or $KD_PROFILES.")
     if name in seen:
         raise ValueError(f"profile {name!r} extends itself through {' -> '.join(seen)}")
     table = dict(tables[name])
