@@ -211,3 +211,30 @@ def test_worker_files_are_those_the_sandbox_binds():
     assert all((REPO / "autograder" / name).exists() for name in sandbox.WORKER_FILES)
     assert "kl_div" not in (REPO / "autograder" / "cases.py").read_text()
     assert all(os.path.isabs(p) for p in sandbox._import_roots())
+
+
+IMPORTS_THE_COURSE = '''import importlib
+try:
+    fit = importlib.import_module("kdcourse.distributed").fit_distillation
+    problem = None
+except BaseException as err:
+    fit, problem = None, f"{type(err).__name__}: {err}"
+def train_student(student, loader, optimizer, *, temperature, alpha, epochs=1, scheduler=None,
+                  device="cpu"):
+    if fit is None:
+        raise LookupError(f"no course package: {problem}")
+    return fit(student, loader, optimizer, temperature=temperature, alpha=alpha, epochs=epochs)
+'''
+
+
+@pytest.mark.parametrize("bwrap", [True, False], ids=["bwrap", "no-bwrap"])
+def test_the_course_package_is_out_of_reach(tmp_path, monkeypatch, bwrap):
+    """kdcourse holds a full training loop (the reference run's DDP loop): a train_student cell
+    that imports it gets nothing, whether or not the grading Python has kdcourse on its path."""
+    import kdcourse.distributed  # noqa: F401  (control: importable here, beside the grader)
+    if not bwrap:
+        monkeypatch.setenv("KDGRADE_NO_BWRAP", "1")
+    sources = dict(mutants.SOURCES, train_student=IMPORTS_THE_COURSE)
+    result = grade_notebook(mutants.write(tmp_path / "nb.ipynb", sources), case_seconds=CASE_SECONDS)
+    assert result["items"]["train_student"]["score"] == 0
+    assert any("no course package" in t["message"] for t in result["items"]["train_student"]["tests"])
