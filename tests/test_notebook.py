@@ -21,7 +21,6 @@ SOURCE = REPO / "solutions" / "week6_distillation" / "distillation.ipynb"
 RELEASE = REPO / "assignments" / "week6_distillation" / "distillation.ipynb"
 TEST_POINTS = {"test_tempered_softmax": 10, "test_distillation_loss": 20,
                "test_collect_teacher_logits": 10, "test_train_student": 20}
-CONTRACT_TOOL = Path("/work/shared/tools/check-contract")
 
 
 def load(path: Path) -> dict:
@@ -190,8 +189,22 @@ def test_release_is_in_sync_with_the_source(tmp_path):
         assert a == b, f"cell {i} differs from a fresh release: run `make release` and commit"
 
 
-@pytest.mark.skipif(not CONTRACT_TOOL.exists(), reason="the shared contract tool is not installed")
-def test_contract_tool_says_the_contract_holds():
-    result = subprocess.run([sys.executable, str(CONTRACT_TOOL), str(REPO)], capture_output=True,
-                            text=True, timeout=60)
-    assert "contract holds" in result.stdout, result.stdout
+def test_release_holds_the_notebook_contract():
+    """The course's contract, checked here (the project stands alone): in the release, each graded
+    function is an nbgrader solution cell named after it, stubbed with NotImplementedError and
+    followed by its test cell; no solution or hidden-test marker and no output remains."""
+    release = load(RELEASE)
+    cells = {}
+    for cell in release["cells"]:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if meta.get("grade_id"):
+            cells[meta["grade_id"]] = (meta, cell_source(cell))
+    for name in GRADED_FUNCTIONS:
+        meta, source = cells.get(name, ({}, ""))
+        assert meta.get("solution"), f"release: no solution cell with grade_id {name!r}"
+        assert f"def {name}(" in source and "NotImplementedError" in source, f"{name} is not a stub"
+        assert f"test_{name}" in cells, f"release: no test cell test_{name}"
+    text = json.dumps(release)
+    for marker in ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS"):
+        assert marker not in text, f"release: marker {marker!r} leaked"
+    assert not any(c.get("outputs") for c in release["cells"] if c["cell_type"] == "code")

@@ -5,21 +5,43 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from kdcourse.profiles import get_profile
-from kdcourse.publish import (FINGERPRINT, TeacherMismatchError, check_published, publish_teacher,
-                              split_logits)
+from kdcourse.publish import FINGERPRINT, TeacherMismatchError, check_published, publish_teacher
 
 pytestmark = pytest.mark.slow
 
-LOAD_IN_A_FRESH_COPY = """
+# The teacher's logits on a split, here rather than in kdcourse: the student kit ships kdcourse,
+# and a loop over a loader that collects a teacher's logits would answer Part C.
+SPLIT_LOGITS = '''
+import torch
+@torch.inference_mode()
+def split_logits(teacher, profile, split="test"):
+    """The teacher's logits [N, num_classes] (float32, CPU) on a split, in split order."""
+    from kdcourse.data import load_splits, make_loader, tokenize_splits
+    from kdcourse.models import load_tokenizer
+    from kdcourse.teacher import sample_caps
+    tokenizer = load_tokenizer(profile)
+    dataset = tokenize_splits(load_splits(max_samples=sample_caps(profile)), tokenizer,
+                              profile.max_length)[split]
+    device = next(teacher.parameters()).device
+    chunks = []
+    for batch in make_loader(dataset, tokenizer, batch_size=profile.eval_batch_size):
+        out = teacher(input_ids=batch["input_ids"].to(device),
+                      attention_mask=batch["attention_mask"].to(device))
+        chunks.append(out.logits.float().cpu())
+    return torch.cat(chunks)
+'''
+_helpers = {}
+exec(SPLIT_LOGITS, _helpers)
+split_logits = _helpers["split_logits"]
+
+LOAD_IN_A_FRESH_COPY = SPLIT_LOGITS + """
 import sys
 from safetensors.torch import save_file
-from kdcourse.publish import split_logits
 from kdcourse.profiles import get_profile
 from kdcourse.teacher import get_teacher
 profile = get_profile("course")

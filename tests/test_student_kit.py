@@ -58,16 +58,15 @@ def solution_lines() -> set[str]:
 
 def suite_functions() -> dict[str, list[str]]:
     """{name: body lines} of every top-level helper of the hidden suites (the references, the
-    case builders and the mistake diagnoses), and of the injected loss in cases.py."""
+    case builders and the mistake diagnoses), and of the grader's loss in grader_loss.py."""
     found = {}
-    for path in HIDDEN_SUITES + [REPO / "autograder" / "cases.py"]:
+    for path in HIDDEN_SUITES + [REPO / "autograder" / "grader_loss.py"]:
         text = path.read_text()
         for node in ast.parse(text).body:
             if not isinstance(node, ast.FunctionDef) or node.name.startswith("test_"):
                 continue
-            if path.name != "cases.py" or node.name == "injected_distillation_loss":
-                body = ast.get_source_segment(text, node).splitlines()[1:]
-                found[node.name] = [line.strip() for line in body if not is_trivial(line)]
+            body = ast.get_source_segment(text, node).splitlines()[1:]
+            found[node.name] = [line.strip() for line in body if not is_trivial(line)]
     return found
 
 
@@ -106,16 +105,17 @@ def test_kit_leaks_no_solution_line_hidden_suite_or_model_answer(kit):
 
     suites = [path.name for path in HIDDEN_SUITES]
     assert suites == sorted(f"test_{item}.py" for item in ITEMS)
-    assert not [(name, s) for s in suites + ["cases.py", "judge.py"] for name, text in texts.items()
+    assert not [(name, s) for s in suites + ["cases.py", "judge.py", "grader_loss.py"]
+                for name, text in texts.items()
                 if s in text or name.endswith("/" + s)]
     functions = suite_functions()
-    assert {"reference", "reference_train", "injected_distillation_loss"} <= set(functions)
+    assert {"reference", "reference_train", "make_distillation_loss"} <= set(functions)
     assert not [(n, name) for n in functions for name, text in texts.items() if f"def {n}(" in text]
-    assert not [name for name, text in texts.items() if "injected_distillation_loss" in text]
+    assert not [name for name, text in texts.items() if "make_distillation_loss" in text]
     # The references' bodies (the lines the release does not hold too).
     release_text = RELEASE.read_text()
     body = {line for n in ("reference", "reference_train", "_reference_train", "soft_loss",
-                           "injected_distillation_loss") for line in functions[n]}
+                           "make_distillation_loss") for line in functions[n]}
     body = {line for line in body if json.dumps(line)[1:-1] not in release_text and len(line) > 20}
     assert not [(name, line) for line in body for name, text in texts.items() if line in text]
 

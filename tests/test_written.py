@@ -130,5 +130,5 @@ def test_a_bad_row_is_refused_by_number_and_nothing_changes(gradebook, kind):
     before = {p: p.read_bytes() for p in gradebook.rglob("*") if p.is_file()}
     with pytest.raises(SystemExit, match="nothing was changed") as err:
         main(["subs", "--out", str(gradebook), "--written", str(sheet)])
-    assert f"row 3 (" in str(err.value) and reason in str(err.value), str(err.value)
+    assert "row 3 (" in str(err.value) and reason in str(err.value), str(err.value)
     assert {p: p.read_bytes() for p in gradebook.rglob("*") if p.is_file()} == before

@@ -17,8 +17,6 @@ import logging
 import shutil
 from pathlib import Path
 
-import torch
-
 from kdcourse.paths import REPO_ROOT
 from kdcourse.profiles import Profile, get_profile
 
@@ -48,24 +46,6 @@ def fingerprint(profile: Profile, teacher, tokenizer, label_names) -> dict:
     return {"labels": list(label_names), "data": data_fingerprints(profile),
             "tokenizer": tokenizer_fingerprint(tokenizer), "teacher": model_fingerprint(teacher),
             "max_length": profile.max_length, "profile": profile.name}
-
-
-@torch.inference_mode()
-def split_logits(teacher, profile: Profile, split: str = "test") -> torch.Tensor:
-    """The teacher's logits [N, num_classes] (float32, CPU) on a split, in split order."""
-    from kdcourse.data import load_splits, make_loader, tokenize_splits
-    from kdcourse.models import load_tokenizer
-    from kdcourse.teacher import sample_caps
-    tokenizer = load_tokenizer(profile)
-    dataset = tokenize_splits(load_splits(max_samples=sample_caps(profile)), tokenizer,
-                              profile.max_length)[split]
-    device = next(teacher.parameters()).device
-    chunks = []
-    for batch in make_loader(dataset, tokenizer, batch_size=profile.eval_batch_size):
-        out = teacher(input_ids=batch["input_ids"].to(device),
-                      attention_mask=batch["attention_mask"].to(device))
-        chunks.append(out.logits.float().cpu())
-    return torch.cat(chunks)
 
 
 def publish_teacher(profile: Profile, out: Path | None = None) -> Path:
