@@ -210,7 +210,7 @@ def run(root: Path) -> GradescopeResults:
 # Not in the bundle: tools for the instructor's machine (benchmark, nbgrader's preprocessor).
 NOT_BUNDLED = ("bench_grading.py", "nbgrader_grade.py")
 # What the grading side imports of kdcourse (the worker imports none of it).
-KDCOURSE_FILES = ("__init__.py", "notebook.py")
+KDCOURSE_FILES = ("__init__.py", "errors.py", "notebook.py")
 
 
 def bundle_files() -> dict[str, Path]:

@@ -1,4 +1,6 @@
 """Profiles are selected by name, extend each other, and reject what they don't know."""
+from pathlib import Path
+
 import pytest
 
 from kdcourse.profiles import available_profiles, get_profile
@@ -47,3 +49,21 @@ def test_unknown_key_is_refused(tmp_path, monkeypatch):
 def test_bad_precision_is_refused():
     with pytest.raises(ValueError, match="precision must be"):
         get_profile("cpu", precision="fp8")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["solutions/reference/run_reference.py", "--profile", "nonexistent"], "unknown profile 'nonexistent'"),
+    (["solutions/reference/run_reference.py", "--profile", "smoke", "--temperature", "-1"],
+     "temperatures must be > 0"),
+    (["-m", "kdcourse.teacher", "--profile", "nonexistent"], "unknown profile 'nonexistent'")],
+    ids=["unknown-profile", "negative-temperature", "teacher-unknown-profile"])
+def test_a_users_mistake_is_one_line_and_exit_status_2(argv, message):
+    """No traceback for the project's own errors: one line on stderr, status 2 (as argparse)."""
+    import subprocess
+    import sys
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, *argv], cwd=repo, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.splitlines() if "error:" in line]
+    assert len(lines) == 1 and message in lines[0], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr

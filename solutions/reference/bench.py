@@ -6,6 +6,7 @@ pass and a Hugging Face Trainer baseline, in one run. The code is `kdcourse.benc
     python solutions/reference/bench.py --profile gpu --steps 30 --compile true
 """
 from kdcourse.bench import main
+from kdcourse.errors import run_cli
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -31,6 +31,7 @@ from transformers import HfArgumentParser
 from kdcourse import plots
 from kdcourse.data import load_label_names, load_splits, make_loader, tokenize_splits, with_teacher_logits
 from kdcourse.distributed import NonFiniteLossError, oom_hint, write_json
+from kdcourse.errors import UsageError, run_cli
 from kdcourse.logits_cache import (StaleCacheError, cached_logits, dataset_fingerprint,
                                    logits_fingerprint, model_fingerprint, move_stale_aside,
                                    tokenizer_fingerprint)
@@ -84,18 +85,18 @@ class ReferenceConfig:
 
     def __post_init__(self):
         if self.compile_mode not in ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"):
-            raise ValueError(f"unknown compile_mode {self.compile_mode!r}: default, reduce-overhead, "
+            raise UsageError(f"unknown compile_mode {self.compile_mode!r}: default, reduce-overhead, "
                              "max-autotune or max-autotune-no-cudagraphs")
         if self.pad_to_multiple_of is not None and self.pad_to_multiple_of < 1:
-            raise ValueError(f"pad_to_multiple_of must be >= 1 (or None), got {self.pad_to_multiple_of}")
+            raise UsageError(f"pad_to_multiple_of must be >= 1 (or None), got {self.pad_to_multiple_of}")
         check_attention(self.attention)
         if not self.seeds:
-            raise ValueError("seeds is empty: give at least one, e.g. --seeds 0")
+            raise UsageError("seeds is empty: give at least one, e.g. --seeds 0")
         if self.temperature <= 0 or any(t <= 0 for t in self.sweep_temperatures):
-            raise ValueError(f"temperatures must be > 0, got {self.temperature} and "
+            raise UsageError(f"temperatures must be > 0, got {self.temperature} and "
                              f"{self.sweep_temperatures}")
         if not all(0 <= a <= 1 for a in [self.alpha, *self.sweep_alphas]):
-            raise ValueError(f"alpha must be in [0, 1], got {self.alpha} and {self.sweep_alphas}")
+            raise UsageError(f"alpha must be in [0, 1], got {self.alpha} and {self.sweep_alphas}")
 
 
 # ---------------------------------------------------------------- soft labels
@@ -434,4 +435,4 @@ def main(argv=None) -> dict:
 
 if __name__ == "__main__":
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    main()
+    run_cli(main)

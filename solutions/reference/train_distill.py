@@ -30,6 +30,7 @@ from kdcourse.data import (LengthGroupedBatchSampler, PadCollator, load_label_na
                            tokenize_splits)
 from kdcourse.distributed import (DistInfo, barrier, fit_distillation, init_distributed, shard,  # noqa: E402
                                   unwrap, write_json)
+from kdcourse.errors import UsageError, run_cli
 from kdcourse.logits_cache import (cached_logits, load_logits, model_fingerprint,  # noqa: E402
                                    tokenizer_fingerprint)
 from kdcourse.metrics import evaluate_logits  # noqa: E402
@@ -61,16 +62,16 @@ class DistillConfig:
 
     def __post_init__(self):
         if self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+            raise UsageError(f"temperature must be > 0, got {self.temperature}")
         if not 0 <= self.alpha <= 1:
-            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
+            raise UsageError(f"alpha must be in [0, 1], got {self.alpha}")
         if self.epochs is not None and self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1 (leave it out for the profile's), got {self.epochs}")
+            raise UsageError(f"epochs must be >= 1 (leave it out for the profile's), got {self.epochs}")
         if self.checkpoint_every < 0 or (self.stop_after is not None and self.stop_after < 1):
-            raise ValueError(f"checkpoint_every must be >= 0 (0: never) and stop_after >= 1, got "
+            raise UsageError(f"checkpoint_every must be >= 0 (0: never) and stop_after >= 1, got "
                              f"{self.checkpoint_every} and {self.stop_after}")
         if self.max_grad_norm is not None and self.max_grad_norm <= 0:
-            raise ValueError(f"max_grad_norm must be > 0 (None: no clipping), got {self.max_grad_norm}")
+            raise UsageError(f"max_grad_norm must be > 0 (None: no clipping), got {self.max_grad_norm}")
 
 
 def soft_labels(profile, tokenized, tokenizer, graded, info: DistInfo, autocast_dtype) -> dict:
@@ -186,4 +187,4 @@ def main(argv=None) -> dict:
 
 if __name__ == "__main__":
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    main()
+    run_cli(main)

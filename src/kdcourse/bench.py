@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from kdcourse.data import LengthGroupedBatchSampler, PadCollator
+from kdcourse.errors import run_cli
 from kdcourse.profiling import Timer, kernel_table, peak_memory
 from kdcourse.utils import MasterWeights, autocast, to_device
 
@@ -576,4 +577,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

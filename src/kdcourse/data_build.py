@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from kdcourse.errors import run_cli
 from kdcourse.paths import DATA_DIR
 
 LABEL_MAP_PATH = DATA_DIR / "raw" / "label_map_issue_to_compact.json"
@@ -164,4 +165,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -25,12 +25,13 @@ from typing import Callable
 import torch
 import torch.distributed as dist
 
+from kdcourse.errors import KDError
 from kdcourse.utils import autocast, to_device
 
 logger = logging.getLogger(__name__)
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(KDError, RuntimeError):
     """The training loss became NaN or infinite."""
 
 

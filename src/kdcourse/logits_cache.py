@@ -20,8 +20,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
+from kdcourse.errors import KDError
 
-class StaleCacheError(RuntimeError):
+
+class StaleCacheError(KDError, RuntimeError):
     """A cached file exists but was made from other data, tokenizer or teacher."""
 
 

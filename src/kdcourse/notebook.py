@@ -17,6 +17,8 @@ import sys
 import types
 from pathlib import Path
 
+from kdcourse.errors import KDError
+
 GRADED_FUNCTIONS = ("tempered_softmax", "distillation_loss", "collect_teacher_logits",
                     "train_student")
 # What graded cells may rely on without importing it themselves (the notebook's setup cell).
@@ -48,7 +50,7 @@ def require_implemented(*functions) -> None:
                                "this cell needs it")
 
 
-class NotebookError(ValueError):
+class NotebookError(KDError, ValueError):
     """The file is not a readable notebook, or lacks a graded cell."""
 
 

@@ -14,6 +14,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kdcourse.errors import UnknownProfileError, UsageError
 from kdcourse.paths import PROFILES_FILE
 
 
@@ -45,10 +46,10 @@ class Profile:
 
     def __post_init__(self):
         if self.precision not in ("fp32", "bf16"):
-            raise ValueError(f"profile {self.name!r}: precision must be 'fp32' or 'bf16', "
+            raise UsageError(f"profile {self.name!r}: precision must be 'fp32' or 'bf16', "
                              f"got {self.precision!r}")
         if self.max_length <= 0:
-            raise ValueError(f"profile {self.name!r}: max_length must be > 0, got {self.max_length}")
+            raise UsageError(f"profile {self.name!r}: max_length must be > 0, got {self.max_length}")
 
     @property
     def builds_tiny_models(self) -> bool:
@@ -72,10 +73,10 @@ def _read_tables(extra: str | os.PathLike | None = None) -> dict:
 
 def _resolve(name: str, tables: dict, seen: tuple = ()) -> dict:
     if name not in tables:
-        raise KeyError(f"unknown profile {name!r}; known profiles: {', '.join(sorted(tables))}. "
+        raise UnknownProfileError(f"unknown profile {name!r}; known profiles: {', '.join(sorted(tables))}. "
                        f"Add one to {PROFILES_FILE} or $KD_PROFILES.")
     if name in seen:
-        raise ValueError(f"profile {name!r} extends itself through {' -> '.join(seen)}")
+        raise UsageError(f"profile {name!r} extends itself through {' -> '.join(seen)}")
     table = dict(tables[name])
     parent = table.pop("extends", None)
     if parent is None:
@@ -99,6 +100,6 @@ def get_profile(name: str | Profile = "cpu", extra=None, **overrides) -> Profile
     known = {f.name for f in dataclasses.fields(Profile)}
     unknown = set(values) - known
     if unknown:
-        raise ValueError(f"profile {name!r} has unknown keys {sorted(unknown)}; known keys: "
+        raise UsageError(f"profile {name!r} has unknown keys {sorted(unknown)}; known keys: "
                          f"{sorted(known - {'name'})}")
     return Profile(name=name, **values)

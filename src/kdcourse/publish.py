@@ -17,6 +17,7 @@ import logging
 import shutil
 from pathlib import Path
 
+from kdcourse.errors import KDError, run_cli
 from kdcourse.paths import REPO_ROOT
 from kdcourse.profiles import Profile, get_profile
 
@@ -27,7 +28,7 @@ LABEL_MAP = "label_map.json"
 SPLITS = ("train", "validation", "test")
 
 
-class TeacherMismatchError(ValueError):
+class TeacherMismatchError(KDError, ValueError):
     """A published teacher was made for other labels, data or tokenizer than this profile's."""
 
 
@@ -183,4 +184,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -23,6 +23,7 @@ from filelock import FileLock
 from transformers import Trainer, TrainingArguments
 
 from kdcourse.data import PadCollator, load_label_names, load_splits, tokenize_splits
+from kdcourse.errors import run_cli
 from kdcourse.metrics import evaluate_logits
 from kdcourse.models import (checkpoint_dir, count_parameters, load_teacher, load_teacher_init,
                              load_tokenizer)
@@ -181,4 +182,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -35,6 +35,7 @@ from unittest import mock
 
 import torch
 
+from kdcourse.errors import run_cli
 from kdcourse.utils import MasterWeights, autocast, pick_device
 
 logger = logging.getLogger(__name__)
@@ -227,4 +228,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)
