@@ -7,7 +7,7 @@ import torch
 
 from kdcourse import data_build
 from kdcourse.data import (LengthGroupedBatchSampler, PadCollator, load_label_names, load_splits,
-                           make_loader, padding_waste, tokenize_splits, with_teacher_logits)
+                           make_loader, tokenize_splits, with_teacher_logits)
 from kdcourse.paths import DATA_DIR, REPO_ROOT
 
 EXPECTED_LABELS = ["billing_dispute", "payment_problem", "account_management", "fees_interest",
@@ -133,6 +133,15 @@ def test_length_grouped_sampler_covers_every_index_once_and_reshuffles():
     assert first != second, "a new epoch should bring a new order"
     spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in first) / len(first)
     assert spread < 30, f"batches should hold similar lengths, mean spread {spread:.0f}"
+
+
+def padding_waste(loader) -> float:
+    """Share of token slots in the loader's batches that are padding (0 = none)."""
+    real = total = 0
+    for batch in loader:
+        real += int(batch["attention_mask"].sum())
+        total += batch["attention_mask"].numel()
+    return 1 - real / total if total else 0.0
 
 
 def test_grouping_by_length_cuts_padding_waste(smoke_splits, smoke_tokenizer):

@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from kdcourse.models import (build_tiny_model, check_same_labels, compile_layers, count_parameters,
+from kdcourse.models import (build_tiny_model, check_label_map, compile_layers, count_parameters,
                              load_pretrained, load_student, load_teacher_init, load_tokenizer,
-                             measure_latency, size_on_disk_mb, train_tiny_tokenizer)
+                             measure_latency, train_tiny_tokenizer)
 from kdcourse.profiles import get_profile
 
 
@@ -88,7 +88,8 @@ def test_mismatched_label_maps_are_refused(smoke_profile, smoke_tokenizer, label
     student = build_tiny_model(smoke_profile.student_config, smoke_tokenizer,
                                label_names[::-1], 64)
     with pytest.raises(ValueError, match="share one label map"):
-        check_same_labels(teacher, student)
+        check_label_map(student, [teacher.config.id2label[i] for i in range(teacher.config.num_labels)],
+                        "the student")
 
 
 def test_missing_local_model_folder_is_a_clear_error(tmp_path, label_names):
@@ -99,7 +100,7 @@ def test_missing_local_model_folder_is_a_clear_error(tmp_path, label_names):
 def test_size_and_speed_helpers(smoke_profile, smoke_tokenizer, label_names):
     model = load_student(smoke_profile, label_names, smoke_tokenizer)
     params = count_parameters(model)
-    assert size_on_disk_mb(model) == pytest.approx(params * 4 / 2**20, rel=0.05)
+    assert params > 0
     speed = measure_latency(model, batch_size=4, seq_len=32, repeats=3, warmup=1)
     assert speed["latency_ms"] > 0
     assert speed["sequences_per_s"] == pytest.approx(4 / (speed["latency_ms"] / 1000))

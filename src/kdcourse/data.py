@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 SPLITS = ("train", "validation", "test")
 TEXT_COLUMNS = ["complaint_id", "text", "label", "product", "issue", "date_received"]
-MODEL_COLUMNS = ["input_ids", "labels", "teacher_logits"]
 
 
 def load_label_names(data_dir: str | Path | None = None) -> list[str]:
@@ -191,11 +190,3 @@ def make_loader(dataset: Dataset, tokenizer=None, batch_size: int = 32, shuffle:
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=generator, **common)
 
-
-def padding_waste(loader: DataLoader) -> float:
-    """Share of token slots in the loader's batches that are padding (0 = none)."""
-    real = total = 0
-    for batch in loader:
-        real += int(batch["attention_mask"].sum())
-        total += batch["attention_mask"].numel()
-    return 1 - real / total if total else 0.0

@@ -14,7 +14,6 @@ import importlib.util
 import logging
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -209,22 +208,9 @@ def check_label_map(model, label_names: list[str], what: str = "model"):
                          "teacher, student and data must share one label map (same order)")
 
 
-def check_same_labels(teacher, student):
-    """Raise a clear error when teacher and student disagree on the label map."""
-    teacher_labels = [teacher.config.id2label[i] for i in range(teacher.config.num_labels)]
-    check_label_map(student, teacher_labels, "the student")
-
-
 # ---------------------------------------------------------------- size and speed
 def count_parameters(model, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
-
-
-def size_on_disk_mb(model) -> float:
-    """Megabytes of the model's safetensors weights as `save_pretrained` writes them."""
-    with tempfile.TemporaryDirectory() as tmp:
-        model.save_pretrained(tmp)
-        return sum(f.stat().st_size for f in Path(tmp).rglob("*.safetensors")) / 2**20
 
 
 @torch.inference_mode()

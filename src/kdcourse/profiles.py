@@ -87,10 +87,6 @@ def _resolve(name: str, tables: dict, seen: tuple = ()) -> dict:
     return merged
 
 
-def available_profiles(extra=None) -> list[str]:
-    return sorted(_read_tables(extra))
-
-
 def get_profile(name: str | Profile = "cpu", extra=None, **overrides) -> Profile:
     """The profile called `name`, with `overrides` (e.g. max_train_samples=500) applied."""
     if isinstance(name, Profile):
