@@ -29,19 +29,12 @@ from pathlib import Path
 import torch
 
 from kdcourse.data import LengthGroupedBatchSampler, PadCollator
+from kdcourse.models import MODERNBERT, MODERNBERT_SHARED, expand_released
 from kdcourse.profiling import Timer, kernel_table, peak_memory
 from kdcourse.utils import MasterWeights, autocast, to_device
 
 logger = logging.getLogger(__name__)
 
-# The released configs (huggingface.co/answerdotai/ModernBERT-{base,large}/config.json).
-MODERNBERT = {
-    "base": dict(hidden_size=768, num_hidden_layers=22, num_attention_heads=12, intermediate_size=1152),
-    "large": dict(hidden_size=1024, num_hidden_layers=28, num_attention_heads=16, intermediate_size=2624),
-}
-MODERNBERT_SHARED = dict(vocab_size=50368, global_attn_every_n_layers=3, local_attention=128,
-                         max_position_embeddings=8192, classifier_pooling="mean", pad_token_id=50283,
-                         bos_token_id=50281, eos_token_id=50282, cls_token_id=50281, sep_token_id=50282)
 # Dense bf16 tensor-core peaks from the vendors' datasheets (FLOP/s), by a name fragment.
 PEAK_BF16 = {"H100 PCIe": 756e12, "H100": 989e12, "H200": 989e12, "GH200": 989e12, "A100": 312e12,
              "L40S": 362e12, "L4": 121e12, "A10G": 70e12}
@@ -128,7 +121,7 @@ def bench_model_config(profile, role: str, num_labels: int = 8, attention: str =
     if overrides:
         values = dict(MODERNBERT_SHARED, vocab_size=profile.vocab_size, pad_token_id=0, bos_token_id=2,
                       eos_token_id=3, cls_token_id=2, sep_token_id=3,
-                      local_attention=max(128, 2 * profile.max_length), **overrides)
+                      local_attention=max(128, 2 * profile.max_length)) | expand_released(overrides)
     else:
         values = dict(MODERNBERT_SHARED, **MODERNBERT["large" if "large" in name.lower() else "base"])
     config = ModernBertConfig(num_labels=num_labels, **values)
