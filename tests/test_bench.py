@@ -89,6 +89,43 @@ def test_the_bf16_weights_row(tmp_path):
     assert "sdpa +compile +bf16" in bench.format_table(results)
 
 
+def test_precollated_batches_are_the_loaders_batches(tmp_path):
+    """--precollate true collates the same batches before the timed loop: the same tokens are timed."""
+    rows = {}
+    for precollate in ("false", "true"):
+        rows[precollate] = bench.main(["--profile", "smoke", "--steps", "2", "--warmup", "1", "--trainer", "false",
+                                       "--soft_label_batches", "0", "--precollate", precollate,
+                                       "--out", str(tmp_path / f"{precollate}.json")])["reference"]
+    assert [rows[p]["precollated"] for p in ("false", "true")] == [False, True]
+    tokens = {p: r["tokens_per_s"] * r["seconds"] for p, r in rows.items()}
+    assert tokens["true"] == pytest.approx(tokens["false"]) and rows["true"]["padding"] == rows["false"]["padding"]
+
+
+def test_tuned_compilation_and_capped_packs(tmp_path, monkeypatch):
+    """--coordinate_descent_tuning holds while the rows compile and is undone after the run;
+    --pack_max_texts caps the texts per packed row and its cu_seqlens, compiled and precollated too."""
+    import torch._inductor.config as inductor
+    seen = []
+
+    def spy(model, *args, **kwargs):
+        seen.append(inductor.coordinate_descent_tuning)
+        return compile_student(model, *args, **kwargs)
+    compile_student = bench.compile_student
+    monkeypatch.setattr(bench, "compile_student", spy)
+    results = bench.main(["--profile", "smoke", "--steps", "2", "--warmup", "1", "--eager", "false",
+                          "--trainer", "false", "--soft_label_batches", "0", "--compile", "true",
+                          "--coordinate_descent_tuning", "true", "--packed_tokens", "256", "--pack_max_texts", "6",
+                          "--precollate", "true", "--out", str(tmp_path / "bench.json")])
+    assert seen == [True, True] and inductor.coordinate_descent_tuning is False
+    assert results["inductor"] == {"coordinate_descent_tuning": True}
+    for name in ("reference_packed", "reference_packed_compiled", "reference_compiled"):
+        assert results[name]["tokens_per_s"] > 0 and results[name]["precollated"], name
+    packed = results["reference_packed_compiled"]
+    assert packed["max_texts"] == 6 and packed["texts_per_step"] <= 6 and packed["cu_seqlens"] == 6 + 256 // 64 + 2
+    assert packed["logits_rel_error_vs_eager"] < bench.SUSPECT_ERROR
+    assert "coordinate-descent tuning" in bench.format_table(results)
+
+
 def test_nothing_to_measure_is_refused():
     with pytest.raises(ValueError, match="nothing to measure"):
         bench.BenchConfig(eager=False, trainer=False, soft_label_batches=0)
@@ -97,7 +134,7 @@ def test_nothing_to_measure_is_refused():
 
 
 @pytest.mark.parametrize("bad", [{"batch_size": 0}, {"eval_batch_size": -1}, {"packed_tokens": -8},
-                                 {"extra_batch_sizes": [64, 0]}])
+                                 {"extra_batch_sizes": [64, 0]}, {"pack_max_texts": -1}])
 def test_sizes_below_one_are_refused(bad):
     """0 used to mean the profile's batch size silently; now a size is given or left out."""
     with pytest.raises(ValueError, match="must be >= "):
