@@ -20,6 +20,7 @@ stage 0 reads the tokenized splits that `--prepare_only true` wrote with `kdcour
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import math
@@ -158,6 +159,7 @@ def load_data(profile: Profile, folder: Path) -> tuple:
 @contextlib.contextmanager
 def stage(record: FullSizeRecord, name: str, device: str, save):
     """Times the block and appends its StageRecord (the block fills `values`); saves the record after."""
+    gc.collect()  # the previous stage's models and optimizer state go before this one's peak is read
     values, start = {"loop_seconds": 0.0, "tokens": 0}, Timer(device).now()
     logger.info("stage %s", name)
     with peak_memory(device, values):
