@@ -126,6 +126,17 @@ def test_tuned_compilation_and_capped_packs(tmp_path, monkeypatch):
     assert "coordinate-descent tuning" in bench.format_table(results)
 
 
+def test_kd_varlen_under_compile(tmp_path):
+    """The b128_varlen row's path on the smoke model: kd_varlen's fixed-shape unpadding compiled per
+    layer gives its eager logits (on CPU through the reference kernel)."""
+    results = bench.main(["--profile", "smoke", "--steps", "1", "--warmup", "0", "--eager", "false",
+                          "--trainer", "false", "--soft_label_batches", "0", "--attention", "kd_varlen",
+                          "--compile", "true", "--out", str(tmp_path / "bench.json")])
+    row = results["reference_compiled"]
+    assert row["attention"] == "kd_varlen" and row["tokens_per_s"] > 0
+    assert row["logits_rel_error_vs_eager"] < bench.SUSPECT_ERROR
+
+
 def test_nothing_to_measure_is_refused():
     with pytest.raises(ValueError, match="nothing to measure"):
         bench.BenchConfig(eager=False, trainer=False, soft_label_batches=0)
@@ -198,6 +209,30 @@ def test_a_compiled_row_off_its_eager_model_is_suspect(error, is_suspect):
         assert ("SUSPECT" in bench.format_error(error)) is is_suspect
 
 
+def session_rows() -> dict[str, list[str]]:
+    """Each row set of gpu_session.sh: its name and bench arguments, `$(baseline)` as a later row's."""
+    script = (Path(__file__).resolve().parents[1] / "solutions" / "reference" / "gpu_session.sh").read_text()
+    rows = {}
+    for line in script.replace("\\\n", " ").splitlines():
+        words = line.replace("$(baseline)", "--eager false --soft_label_batches 0").split()
+        words = words[1:] if words and words[0].startswith("LIMIT=") else words
+        if len(words) > 1 and words[0] in ("bench", "gpu_only") and not words[1].startswith("NAME"):
+            rows[words[1]] = words[2:]
+    return rows
+
+
+def test_every_session_row_parses_and_validates():
+    """A misspelt option in gpu_session.sh would cost a GPU call: every row's arguments parse into a
+    valid BenchConfig, and the rows come in the documented value order."""
+    from transformers import HfArgumentParser
+    rows = session_rows()
+    assert list(rows)[:6] == ["b128_sdpa", "b128_flex", "packed32k", "b128_flex_graphs", "b128_cdt", "b128_precollated"]
+    for name, args in rows.items():
+        (cfg,) = HfArgumentParser(bench.BenchConfig).parse_args_into_dataclasses(args=["--profile", "smoke", *args])
+        assert cfg.out is None and cfg.profile == "smoke", name
+    assert bench.BenchConfig(**{"packed_tokens": 32768, "pack_max_texts": 256}).pack_max_texts == 256
+
+
 @pytest.mark.slow
 def test_the_gpu_session_script_runs_its_first_row_set_on_cpu(tmp_path):
     """`make gpu-check` spends scarce GPU minutes: its script (gpu tests, then the first row set,
@@ -220,3 +255,19 @@ def test_the_gpu_session_script_runs_its_first_row_set_on_cpu(tmp_path):
         assert rows[name]["tokens_per_s"] > 0, name
     assert rows["reference_bf16_weights"]["logits_rel_error_vs_eager"] < 0.05
     assert "passed" in done.stdout or "skipped" in done.stdout   # the gpu tests ran (skipped on CPU)
+
+
+@pytest.mark.slow
+def test_the_gpu_session_script_runs_the_full_size_row_on_cpu(tmp_path):
+    """The session's first row, the full-size run, on the smoke profile: every stage finite, its record
+    in $OUT/full_size/, nothing in failures.log."""
+    repo = Path(__file__).resolve().parents[1]
+    out = tmp_path / "session"
+    env = dict(os.environ, OUT=str(out), BENCH_PROFILE="smoke", BUDGET="400", ROWS="full_size", PY=sys.executable)
+    done = subprocess.run(["bash", str(repo / "solutions" / "reference" / "gpu_session.sh")], env=env,
+                          cwd=repo, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == ["full_size"], done.stdout[-3000:]
+    record = json.loads((out / "full_size" / "full_size.json").read_text())
+    assert record["all_finite"] and record["failed"] is None and len(record["stages"]) == 5
+    assert "| student_distilled |" in done.stdout  # the table is printed for the call's output

@@ -97,7 +97,7 @@ LIMIT=210 bench b128_sdpa --attention sdpa --batch_size 128 --trainer false --so
 LIMIT=180 gpu_only b128_flex --attention flex_attention --batch_size 128 --trainer false $(baseline) \
     --compile true
 # 4. packed rows of 32k tokens (~150 texts; one shape, no padding, no masks) with at most 256 texts a row
-#    (cu_seqlens of 321 boundaries instead of 4,161), kd_varlen, eager and compiled with CUDA graphs,
+#    (cu_seqlens of 322 entries instead of 4,162), kd_varlen, eager and compiled with CUDA graphs,
 #    batches collated before the timed loop
 LIMIT=210 bench packed32k --attention sdpa --trainer false $(baseline) --packed_tokens 32768 --pack_max_texts 256 \
     --compile true --compile_mode reduce-overhead --precollate true
