@@ -26,7 +26,6 @@ import logging
 import math
 import sys
 import tempfile
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -43,7 +42,8 @@ SPLITS = ("train", "validation", "test")
 
 @dataclass
 class FullSizeConfig:
-    profile: str = field(default="gpu-shapes", metadata={"help": "profile in configs/profiles.toml (gpu-shapes, smoke)"})
+    profile: str = field(default="gpu-shapes", metadata={"help": "profile in configs/profiles.toml "
+                                                          "(gpu-shapes, smoke)"})
     seed: int = field(default=0, metadata={"help": "seed of the models, batch order and the memory probe's batch"})
     temperature: float = field(default=4.0, metadata={"help": "T of the distilled student (run_reference's headline)"})
     alpha: float = field(default=0.9, metadata={"help": "alpha of the distilled student"})
@@ -92,17 +92,20 @@ class FullSizeRecord:
 
     def to_markdown(self) -> str:
         p = self.profile
-        lines = [f"Full-size run, profile `{p['name']}` on {self.device} ({', '.join(f'{k} {v}' for k, v in self.versions.items())}): "
+        versions = ", ".join(f"{k} {v}" for k, v in self.versions.items())
+        lines = [f"Full-size run, profile `{p['name']}` on {self.device} ({versions}): "
                  f"max length {p['max_length']}, batch {p['train_batch_size']} (eval {p['eval_batch_size']}), "
                  f"{p['precision']}, teacher {p['teacher_epochs']} and students {p['student_epochs']} epoch(s), "
                  "random-init weights.", "",
-                 "| stage | wall s | loop s | tokens | tokens/s | peak GB | losses | all finite | first -> last loss | notes |",
+                 "| stage | wall s | loop s | tokens | tokens/s | peak GB | losses | all finite "
+                 "| first -> last loss | notes |",
                  "|---|---|---|---|---|---|---|---|---|---|"]
         for s in self.stages:
             mem = f"{s.peak_memory_gb:.1f}" if s.peak_memory_gb is not None else "n/a"
             loss = f"{s.first_loss:.3f} -> {s.last_loss:.3f}" if s.first_loss is not None else ""
             notes = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in s.notes.items())
-            lines.append(f"| {s.name} | {s.seconds:.1f} | {s.loop_seconds:.1f} | {s.tokens:,} | {s.tokens_per_s:,.0f} | "
+            lines.append(f"| {s.name} | {s.seconds:.1f} | {s.loop_seconds:.1f} | {s.tokens:,} "
+                         f"| {s.tokens_per_s:,.0f} | "
                          f"{mem} | {s.losses} | {'yes' if s.finite else '**NO**'} | {loss} | {notes} |")
         total = self.to_json()["total_seconds"]
         lines += ["", f"Total {total:.0f} s over the stages." + (f" **Failed**: {self.failed}." if self.failed else "")]
@@ -205,7 +208,8 @@ def teacher_memory(profile, label_names, tokenizer, ctx, values):
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
     values |= loss_summary(losses) | {"loop_seconds": timer.now() - start, "tokens": shape[0] * shape[1]}
-    values["notes"] = values.get("notes", {}) | {"batch": f"{shape[0]}x{shape[1]}", "step_ms": 1000 * values["loop_seconds"]}
+    values["notes"] = values.get("notes", {}) | {"batch": f"{shape[0]}x{shape[1]}",
+                                                 "step_ms": 1000 * values["loop_seconds"]}
 
 
 def finetune_teacher(profile, label_names, tokenizer, examples, ctx, values, work: Path):
@@ -248,7 +252,8 @@ def predict(collect, model, examples, pad_token_id, batch_size, ctx) -> torch.Te
     longest first (an out-of-memory shows at once) and are put back in order (run_reference.predict)."""
     order = sorted(range(len(examples)), key=lambda i: -len(examples[i]["input_ids"]))
     loader = torch.utils.data.DataLoader([examples[i] for i in order], batch_size=batch_size,
-                                         collate_fn=PadCollator(pad_token_id), pin_memory=ctx["device"].startswith("cuda"))
+                                         collate_fn=PadCollator(pad_token_id),
+                                         pin_memory=ctx["device"].startswith("cuda"))
     with autocast(ctx["device"], ctx["autocast_dtype"]):
         sorted_logits = collect(model, loader, ctx["device"])
     logits = torch.empty_like(sorted_logits)
