@@ -2,6 +2,11 @@
 runs end to end on the smoke models (its dry run, so no GPU minute goes to a script that fails)."""
 import json
 import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -89,3 +94,37 @@ def test_a_failing_stage_is_recorded_and_exits_non_zero(prepared, tmp_path, monk
         full_size.main(["--profile", "smoke", "--data_dir", str(prepared), "--out_dir", str(tmp_path)])
     saved = json.loads((tmp_path / "full_size.json").read_text())
     assert saved["stages"] == [] and "simulated" in saved["failed"]
+
+
+# Run at start-up through PYTHONPATH: availability checks (transformers') see no `datasets`, imports fail.
+ABSENT_DATASETS = """
+import importlib.util, sys
+_find_spec = importlib.util.find_spec
+importlib.util.find_spec = lambda name, package=None: (
+    None if name.split(".")[0] == "datasets" else _find_spec(name, package))
+class Absent:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "datasets":
+            raise ModuleNotFoundError(f"No module named {name!r} (as on the GPU image)")
+sys.meta_path.insert(0, Absent())
+"""
+
+
+@pytest.mark.slow
+def test_the_gpu_session_runs_the_full_size_row_without_datasets(prepared, tmp_path):
+    """gpu_session.sh's first row as a GPU call runs it: `datasets` missing (as in the GPU image), the
+    data prepared ahead and carried. Every stage finite, the record in $OUT/full_size/, the table printed."""
+    repo = Path(__file__).resolve().parents[1]
+    cache, block, out = tmp_path / "cache", tmp_path / "block", tmp_path / "session"
+    shutil.copytree(prepared, cache / "full_size" / "smoke")
+    block.mkdir()
+    (block / "sitecustomize.py").write_text(ABSENT_DATASETS)
+    env = dict(os.environ, OUT=str(out), BENCH_PROFILE="smoke", BUDGET="400", ROWS="full_size", PY=sys.executable,
+               KD_CACHE_DIR=str(cache), PYTHONPATH=str(block))
+    done = subprocess.run(["bash", str(repo / "solutions" / "reference" / "gpu_session.sh")], env=env,
+                          cwd=repo, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == ["full_size"], done.stdout[-3000:]  # no failures.log
+    record = json.loads((out / "full_size" / "full_size.json").read_text())
+    assert record["all_finite"] and record["failed"] is None and len(record["stages"]) == 5
+    assert "| student_distilled |" in done.stdout
