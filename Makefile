@@ -21,8 +21,8 @@ NB_RELEASE := assignments/week6_distillation/distillation.ipynb
 # nbgrader runs `alembic` by name: the venv's bin folder goes first on PATH.
 NBGRADER := PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/nbgrader
 
-.PHONY: help venv test data data-full teacher publish-teacher reference bench traffic gpu-check release validate \
-	grade gradescope student-kit similarity clean-venv
+.PHONY: help venv test data data-full teacher publish-teacher reference full-size-data full-size bench traffic \
+	gpu-check release validate grade gradescope student-kit similarity clean-venv
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -55,6 +55,13 @@ publish-teacher: $(STAMP)  ## the profile's teacher + model card -> dist/teacher
 
 reference: $(STAMP)  ## the whole reference experiment -> runs/<profile>/ (teacher trained if missing) [ARGS=...]
 	$(PY) solutions/reference/run_reference.py --profile $(PROFILE) $(ARGS)
+
+full-size-data: $(STAMP)  ## tokenizer + token ids for make full-size, before a GPU call -> .cache/full_size/<profile>/
+	$(PY) -m kdcourse.full_size --profile $(PROFILE) --prepare_only true
+
+# As gpu-check: no venv step, the GPU image's own torch runs it (the data comes from make full-size-data).
+full-size:  ## the pipeline stage by stage: time, tokens/s, memory, finite losses -> runs/<profile>/full_size/
+	PYTHONPATH=src $(if $(wildcard $(PY)),$(PY),python3) -m kdcourse.full_size --profile $(PROFILE) $(ARGS)
 
 bench: $(STAMP)  ## throughput, MFU and memory of the distillation step vs a HF Trainer baseline [ARGS=...]
 	$(PY) solutions/reference/bench.py --profile $(PROFILE) $(ARGS)

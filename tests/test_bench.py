@@ -89,6 +89,54 @@ def test_the_bf16_weights_row(tmp_path):
     assert "sdpa +compile +bf16" in bench.format_table(results)
 
 
+def test_precollated_batches_are_the_loaders_batches(tmp_path):
+    """--precollate true collates the same batches before the timed loop: the same tokens are timed."""
+    rows = {}
+    for precollate in ("false", "true"):
+        rows[precollate] = bench.main(["--profile", "smoke", "--steps", "2", "--warmup", "1", "--trainer", "false",
+                                       "--soft_label_batches", "0", "--precollate", precollate,
+                                       "--out", str(tmp_path / f"{precollate}.json")])["reference"]
+    assert [rows[p]["precollated"] for p in ("false", "true")] == [False, True]
+    tokens = {p: r["tokens_per_s"] * r["seconds"] for p, r in rows.items()}
+    assert tokens["true"] == pytest.approx(tokens["false"]) and rows["true"]["padding"] == rows["false"]["padding"]
+
+
+def test_tuned_compilation_and_capped_packs(tmp_path, monkeypatch):
+    """--coordinate_descent_tuning holds while the rows compile and is undone after the run;
+    --pack_max_texts caps the texts per packed row and its cu_seqlens, compiled and precollated too."""
+    import torch._inductor.config as inductor
+    seen = []
+
+    def spy(model, *args, **kwargs):
+        seen.append(inductor.coordinate_descent_tuning)
+        return compile_student(model, *args, **kwargs)
+    compile_student = bench.compile_student
+    monkeypatch.setattr(bench, "compile_student", spy)
+    results = bench.main(["--profile", "smoke", "--steps", "2", "--warmup", "1", "--eager", "false",
+                          "--trainer", "false", "--soft_label_batches", "0", "--compile", "true",
+                          "--coordinate_descent_tuning", "true", "--packed_tokens", "256", "--pack_max_texts", "6",
+                          "--precollate", "true", "--out", str(tmp_path / "bench.json")])
+    assert seen == [True, True] and inductor.coordinate_descent_tuning is False
+    assert results["inductor"] == {"coordinate_descent_tuning": True}
+    for name in ("reference_packed", "reference_packed_compiled", "reference_compiled"):
+        assert results[name]["tokens_per_s"] > 0 and results[name]["precollated"], name
+    packed = results["reference_packed_compiled"]
+    assert packed["max_texts"] == 6 and packed["texts_per_step"] <= 6 and packed["cu_seqlens"] == 6 + 256 // 64 + 2
+    assert packed["logits_rel_error_vs_eager"] < bench.SUSPECT_ERROR
+    assert "coordinate-descent tuning" in bench.format_table(results)
+
+
+def test_kd_varlen_under_compile(tmp_path):
+    """The b128_varlen row's path on the smoke model: kd_varlen's fixed-shape unpadding compiled per
+    layer gives its eager logits (on CPU through the reference kernel)."""
+    results = bench.main(["--profile", "smoke", "--steps", "1", "--warmup", "0", "--eager", "false",
+                          "--trainer", "false", "--soft_label_batches", "0", "--attention", "kd_varlen",
+                          "--compile", "true", "--out", str(tmp_path / "bench.json")])
+    row = results["reference_compiled"]
+    assert row["attention"] == "kd_varlen" and row["tokens_per_s"] > 0
+    assert row["logits_rel_error_vs_eager"] < bench.SUSPECT_ERROR
+
+
 def test_nothing_to_measure_is_refused():
     with pytest.raises(ValueError, match="nothing to measure"):
         bench.BenchConfig(eager=False, trainer=False, soft_label_batches=0)
@@ -97,7 +145,7 @@ def test_nothing_to_measure_is_refused():
 
 
 @pytest.mark.parametrize("bad", [{"batch_size": 0}, {"eval_batch_size": -1}, {"packed_tokens": -8},
-                                 {"extra_batch_sizes": [64, 0]}])
+                                 {"extra_batch_sizes": [64, 0]}, {"pack_max_texts": -1}])
 def test_sizes_below_one_are_refused(bad):
     """0 used to mean the profile's batch size silently; now a size is given or left out."""
     with pytest.raises(ValueError, match="must be >= "):
@@ -161,6 +209,30 @@ def test_a_compiled_row_off_its_eager_model_is_suspect(error, is_suspect):
         assert ("SUSPECT" in bench.format_error(error)) is is_suspect
 
 
+def session_rows() -> dict[str, list[str]]:
+    """Each row set of gpu_session.sh: its name and bench arguments, `$(baseline)` as a later row's."""
+    script = (Path(__file__).resolve().parents[1] / "solutions" / "reference" / "gpu_session.sh").read_text()
+    rows = {}
+    for line in script.replace("\\\n", " ").splitlines():
+        words = line.replace("$(baseline)", "--eager false --soft_label_batches 0").split()
+        words = words[1:] if words and words[0].startswith("LIMIT=") else words
+        if len(words) > 1 and words[0] in ("bench", "gpu_only") and not words[1].startswith("NAME"):
+            rows[words[1]] = words[2:]
+    return rows
+
+
+def test_every_session_row_parses_and_validates():
+    """A misspelt option in gpu_session.sh would cost a GPU call: every row's arguments parse into a
+    valid BenchConfig, and the rows come in the documented value order."""
+    from transformers import HfArgumentParser
+    rows = session_rows()
+    assert list(rows)[:6] == ["b128_sdpa", "b128_flex", "packed32k", "b128_flex_graphs", "b128_cdt", "b128_precollated"]
+    for name, args in rows.items():
+        (cfg,) = HfArgumentParser(bench.BenchConfig).parse_args_into_dataclasses(args=["--profile", "smoke", *args])
+        assert cfg.out is None and cfg.profile == "smoke", name
+    assert bench.BenchConfig(**{"packed_tokens": 32768, "pack_max_texts": 256}).pack_max_texts == 256
+
+
 @pytest.mark.slow
 def test_the_gpu_session_script_runs_its_first_row_set_on_cpu(tmp_path):
     """`make gpu-check` spends scarce GPU minutes: its script (gpu tests, then the first row set,
@@ -183,3 +255,4 @@ def test_the_gpu_session_script_runs_its_first_row_set_on_cpu(tmp_path):
         assert rows[name]["tokens_per_s"] > 0, name
     assert rows["reference_bf16_weights"]["logits_rel_error_vs_eager"] < 0.05
     assert "passed" in done.stdout or "skipped" in done.stdout   # the gpu tests ran (skipped on CPU)
+

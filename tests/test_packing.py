@@ -24,6 +24,23 @@ def test_first_fit_decreasing_fills_packs_and_keeps_every_text():
         pack_by_length([65], budget=64)
 
 
+def test_a_cap_on_texts_per_pack_keeps_every_text_and_shortens_cu_seqlens():
+    """With max_texts no pack holds more texts; the collator's boundaries shrink to the cap plus the tail's."""
+    lengths = [8] * 20 + [30, 20]
+    packs = pack_by_length(lengths, budget=64, max_texts=5)
+    assert sorted(i for p in packs for i in p) == list(range(len(lengths)))
+    assert max(len(p) for p in packs) == 5 and all(sum(lengths[i] for i in p) <= 64 for p in packs)
+    assert max(len(p) for p in pack_by_length(lengths, budget=64)) == 8  # uncapped: 8 texts of 8 tokens
+    collate = PackedCollator(0, budget=64, max_length=32, max_texts=5)
+    assert collate.max_sequences == 5 + 2 + 1 and PackedCollator(0, 64, 32).max_sequences == 8 + 2 + 1
+    batch = collate([{"input_ids": [5] * lengths[i], "label": 0} for i in packs[0]])
+    assert batch["cu_seqlens"].shape == (collate.max_sequences + 1,) and batch["cu_seqlens"][-1] == 64
+    with pytest.raises(ValueError, match="at most 5 texts"):
+        collate([{"input_ids": [5] * 8, "label": 0}] * 6)
+    with pytest.raises(ValueError, match="max_texts must be >= 1"):
+        pack_by_length(lengths, 64, max_texts=0)
+
+
 def test_collator_layout():
     """Texts, then the padding tail in sequences of at most max_length, then zero-length sequences."""
     collate = PackedCollator(pad_token_id=0, budget=16, max_length=4)

@@ -30,19 +30,12 @@ import torch
 
 from kdcourse.data import LengthGroupedBatchSampler, PadCollator
 from kdcourse.errors import run_cli
+from kdcourse.models import MODERNBERT, MODERNBERT_SHARED, expand_released
 from kdcourse.profiling import Timer, kernel_table, peak_memory
 from kdcourse.utils import MasterWeights, autocast, to_device
 
 logger = logging.getLogger(__name__)
 
-# The released configs (huggingface.co/answerdotai/ModernBERT-{base,large}/config.json).
-MODERNBERT = {
-    "base": dict(hidden_size=768, num_hidden_layers=22, num_attention_heads=12, intermediate_size=1152),
-    "large": dict(hidden_size=1024, num_hidden_layers=28, num_attention_heads=16, intermediate_size=2624),
-}
-MODERNBERT_SHARED = dict(vocab_size=50368, global_attn_every_n_layers=3, local_attention=128,
-                         max_position_embeddings=8192, classifier_pooling="mean", pad_token_id=50283,
-                         bos_token_id=50281, eos_token_id=50282, cls_token_id=50281, sep_token_id=50282)
 # Dense bf16 tensor-core peaks from the vendors' datasheets (FLOP/s), by a name fragment.
 PEAK_BF16 = {"H100 PCIe": 756e12, "H100": 989e12, "H200": 989e12, "GH200": 989e12, "A100": 312e12,
              "L40S": 362e12, "L4": 121e12, "A10G": 70e12}
@@ -78,6 +71,13 @@ class BenchConfig:
                                "no autocast, so the residual stream is bf16 too"})
     packed_tokens: int = field(default=0, metadata={"help": "also time the step on texts packed into rows of "
                                "this many tokens (kdcourse.packing; kd_varlen or flash_attention_2); 0: off"})
+    pack_max_texts: int = field(default=0, metadata={"help": "at most this many texts per packed row (0: "
+                                "packed_tokens // 8): fewer cu_seqlens boundaries, fewer empty kernel blocks"})
+    precollate: bool = field(default=False, metadata={"help": "collate (and pin) every timed batch before the "
+                             "timed loop, instead of a DataLoader collating on the main thread inside it"})
+    coordinate_descent_tuning: bool = field(default=False, metadata={"help": "set Inductor's "
+                                            "coordinate_descent_tuning for this run's compilations (Triton "
+                                            "kernels' block sizes tuned by measurement: longer compiles)"})
     kernel_table: int = field(default=0, metadata={"help": "profile 3 steps of each reference measurement: host "
                               "and GPU time per step, GPU time by kernel class (matrix, attention, triton, ...) "
                               "and the top N operations and kernels (0: off)"})
@@ -103,6 +103,8 @@ class BenchConfig:
         for name in ("batch_size", "eval_batch_size"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1 (leave it out for the profile's), got {getattr(self, name)}")
+        if self.pack_max_texts < 0:
+            raise ValueError(f"pack_max_texts must be >= 0 (0: packed_tokens // 8), got {self.pack_max_texts}")
         if self.packed_tokens < 0 or any(size < 1 for size in self.extra_batch_sizes):
             raise ValueError(f"packed_tokens must be >= 0 (0: no packed row) and extra_batch_sizes >= 1, got "
                              f"{self.packed_tokens} and {self.extra_batch_sizes}")
@@ -129,7 +131,7 @@ def bench_model_config(profile, role: str, num_labels: int = 8, attention: str =
     if overrides:
         values = dict(MODERNBERT_SHARED, vocab_size=profile.vocab_size, pad_token_id=0, bos_token_id=2,
                       eos_token_id=3, cls_token_id=2, sep_token_id=3,
-                      local_attention=max(128, 2 * profile.max_length), **overrides)
+                      local_attention=max(128, 2 * profile.max_length)) | expand_released(overrides)
     else:
         values = dict(MODERNBERT_SHARED, **MODERNBERT["large" if "large" in name.lower() else "base"])
     config = ModernBertConfig(num_labels=num_labels, **values)
@@ -264,6 +266,15 @@ def time_steps(name, step, loader, warm_batches, text_lengths, row, cfg, ctx) ->
     return result_row(tokens, flops, seconds, ctx["peak"], **row, steps=cfg.steps, padding=1 - tokens / positions)
 
 
+def timed_batches(examples, batches: list[list[int]], collate, cfg, cuda: bool):
+    """What the timed loop iterates: a DataLoader collating on the main thread inside the loop (pinned
+    on CUDA), or with `cfg.precollate` the same batches collated and pinned before it."""
+    if not cfg.precollate:
+        return torch.utils.data.DataLoader(examples, batch_sampler=batches, collate_fn=collate, pin_memory=cuda)
+    made = [collate([examples[i] for i in b]) for b in batches]
+    return [{k: v.pin_memory() if cuda and torch.is_tensor(v) else v for k, v in b.items()} for b in made]
+
+
 def bench_reference(student, examples, loss_fn, cfg, ctx, compiled: bool = False, bf16_weights: bool = False) -> dict:
     """The reference distillation step: grouped batches, pinned, non-blocking, bf16, fused AdamW
     (on fp32 master copies of bf16 weights with `bf16_weights`)."""
@@ -277,8 +288,7 @@ def bench_reference(student, examples, loss_fn, cfg, ctx, compiled: bool = False
     lengths = [len(e["input_ids"]) for e in examples]
     batches = LengthGroupedBatchSampler(lengths, ctx["batch_size"]).batches()[: cfg.warmup + cfg.steps]
     collate = PadCollator(ctx["pad_token_id"], cfg.pad_to_multiple_of)
-    loader = torch.utils.data.DataLoader(examples, batch_sampler=batches, collate_fn=collate,
-                                         pin_memory=cuda)
+    loader = timed_batches(examples, batches, collate, cfg, cuda)
 
     def forward(batch):
         return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
@@ -292,7 +302,7 @@ def bench_reference(student, examples, loss_fn, cfg, ctx, compiled: bool = False
     repeats = 3 if compiled and cfg.compile_mode == "reduce-overhead" else 1
     row = {"attention": student.config._attn_implementation, "batch_size": ctx["batch_size"],
            "compiled": f"{cfg.compile_scope}/{cfg.compile_mode}" if compiled else None,
-           "weights": "bf16 + fp32 master" if bf16_weights else "fp32"}
+           "weights": "bf16 + fp32 master" if bf16_weights else "fp32", "precollated": cfg.precollate}
     model.train()
     result = time_steps("reference step", step, loader, list(shapes.values()) * repeats,
                         lambda batch: batch["attention_mask"].sum(1).tolist(), row, cfg, ctx)
@@ -310,19 +320,22 @@ def bench_packed(student, examples, loss_fn, cfg, ctx, compiled: bool = False) -
         compile_student(student, "layers", cfg.compile_mode)
     optimizer = torch.optim.AdamW(student.parameters(), lr=5e-5, fused=cuda)
     # Just enough texts to fill the packs: first-fit decreasing then spreads long and short texts evenly.
-    lengths, budget = [len(e["input_ids"]) for e in examples], 0.98 * (cfg.warmup + cfg.steps) * cfg.packed_tokens
+    lengths = [len(e["input_ids"]) for e in examples]
+    per_pack = min(cfg.packed_tokens, (cfg.pack_max_texts or cfg.packed_tokens) * sum(lengths) / len(lengths))
+    budget = 0.98 * (cfg.warmup + cfg.steps) * per_pack
     count = next((i for i, total in enumerate(itertools.accumulate(lengths)) if total > budget), len(lengths))
-    packs = pack_by_length(lengths[:count], cfg.packed_tokens)[: cfg.warmup + cfg.steps]
+    packs = pack_by_length(lengths[:count], cfg.packed_tokens, cfg.pack_max_texts or None)[: cfg.warmup + cfg.steps]
     if len(packs) < cfg.warmup + cfg.steps:
         raise ValueError(f"{len(examples)} examples make only {len(packs)} packs of {cfg.packed_tokens} tokens; "
                          f"lower --packed_tokens or --steps")
-    collate = PackedCollator(ctx["pad_token_id"], cfg.packed_tokens, ctx["max_length"])
-    loader = torch.utils.data.DataLoader(examples, batch_sampler=packs, collate_fn=collate, pin_memory=cuda)
+    collate = PackedCollator(ctx["pad_token_id"], cfg.packed_tokens, ctx["max_length"], cfg.pack_max_texts or None)
+    loader = timed_batches(examples, packs, collate, cfg, cuda)
     forward = functools.partial(packed_logits, student)
     step = distillation_step(forward, loss_fn, optimizer, cfg, ctx)
     row = {"attention": student.config._attn_implementation, "batch_size": f"{cfg.packed_tokens} tok",
            "compiled": f"layers/{cfg.compile_mode}" if compiled else None,
-           "texts_per_step": sum(len(p) for p in packs[cfg.warmup:]) / cfg.steps}
+           "texts_per_step": sum(len(p) for p in packs[cfg.warmup:]) / cfg.steps,
+           "max_texts": collate.max_texts, "cu_seqlens": collate.max_sequences + 1, "precollated": cfg.precollate}
     student.train()
     # One shape for all packs: three untimed steps cover compilation and CUDA-graph recording.
     warm = [collate([examples[i] for i in p]) for p in packs[:3]]
@@ -399,7 +412,14 @@ def bench_trainer(student, examples, loss_fn, cfg, ctx) -> dict:
 # ---------------------------------------------------------------- main
 def run_bench(cfg: BenchConfig, save=lambda results: None) -> dict:
     """Every measurement of `cfg`; returns a dict of rows and ratios. `save(results)` runs after
-    each measurement, so what was measured before a failure is kept."""
+    each measurement, so what was measured before a failure is kept. Inductor's settings hold for
+    this call only (compilation happens lazily, at each row's first steps)."""
+    import torch._inductor.config as inductor
+    with inductor.patch(coordinate_descent_tuning=cfg.coordinate_descent_tuning):
+        return _run_bench(cfg, save)
+
+
+def _run_bench(cfg: BenchConfig, save) -> dict:
     from kdcourse.models import attention_implementation
     from kdcourse.notebook import load_graded_functions
     from kdcourse.paths import SOLUTION_NOTEBOOK
@@ -429,7 +449,8 @@ def run_bench(cfg: BenchConfig, save=lambda results: None) -> dict:
     results = {"config": asdict(cfg), "profile": profile.name, "device": card,
                "peak_bf16_tflops": peak / 1e12 if peak else None, "torch": torch.__version__,
                "attention": student_config._attn_implementation, "batch_size": batch_size,
-               "max_length": max_length, "mean_length": sum(len(e["input_ids"]) for e in examples) / len(examples)}
+               "max_length": max_length, "mean_length": sum(len(e["input_ids"]) for e in examples) / len(examples),
+               "inductor": {"coordinate_descent_tuning": cfg.coordinate_descent_tuning}}
     logger.info("bench: %s", json.dumps({k: v for k, v in results.items() if k != "config"}))
 
     # 1. the reference distillation step, at the profile's batch size (and any extra ones)
@@ -534,7 +555,10 @@ def format_table(results: dict) -> str:
     teacher = f", teacher {results['teacher_params'] / 1e6:.1f}M" if "teacher_params" in results else ""
     lines = [f"bench {results['profile']} on {results['device']} (torch {results['torch']}, max length "
              f"{results['max_length']}, mean length {results['mean_length']:.0f}; student "
-             f"{results['student_params'] / 1e6:.1f}M{teacher} parameters)",
+             f"{results['student_params'] / 1e6:.1f}M{teacher} parameters"
+             + (", Inductor coordinate-descent tuning" if results.get("inductor", {}).get("coordinate_descent_tuning")
+                else "") + (", batches collated before the timed loop" if results["config"].get("precollate") else "")
+             + ")",
              f"{'measurement':<28}{'attention':<30}{'batch':>6}{'pad':>6}{'tokens/s':>12}{'TFLOP/s':>9}{'MFU':>8}"
              f"{'mem GB':>8}"]
     names = ["reference", *(k for k in results if k.startswith("reference_") and isinstance(results[k], dict)),

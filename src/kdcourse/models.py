@@ -133,9 +133,36 @@ def label_config(label_names: list[str]) -> dict:
             "label2id": {name: i for i, name in enumerate(label_names)}}
 
 
+# The released configs (huggingface.co/answerdotai/ModernBERT-{base,large}/config.json). A profile's
+# `*_config` table names one with `released = "base"` (or "large") to build that exact shape.
+MODERNBERT = {
+    "base": dict(hidden_size=768, num_hidden_layers=22, num_attention_heads=12, intermediate_size=1152),
+    "large": dict(hidden_size=1024, num_hidden_layers=28, num_attention_heads=16, intermediate_size=2624),
+}
+MODERNBERT_SHARED = dict(vocab_size=50368, global_attn_every_n_layers=3, local_attention=128,
+                         max_position_embeddings=8192, classifier_pooling="mean", pad_token_id=50283,
+                         bos_token_id=50281, eos_token_id=50282, cls_token_id=50281, sep_token_id=50282)
+
+
+def expand_released(overrides: dict) -> dict:
+    """A profile's `*_config` table as ModernBertConfig overrides: `released = "base"` or "large"
+    becomes that checkpoint's shape, vocabulary (50,368), 128-token window and 8,192 positions (the
+    token ids stay the tokenizer's); the table's other keys apply on top. Without `released`, as is."""
+    overrides = dict(overrides)
+    name = overrides.pop("released", None)
+    if name is None:
+        return overrides
+    if name not in MODERNBERT:
+        raise ValueError(f"released = {name!r} in a profile's *_config table: choose one of "
+                         f"{', '.join(map(repr, MODERNBERT))}")
+    shared = {k: v for k, v in MODERNBERT_SHARED.items() if not k.endswith("token_id")}
+    return shared | MODERNBERT[name] | overrides
+
+
 def tiny_config(overrides: dict, tokenizer, label_names: list[str],
                 max_length: int) -> ModernBertConfig:
-    """A small ModernBertConfig set up like the released checkpoints, for `tokenizer`'s vocab."""
+    """A ModernBertConfig set up like the released checkpoints, for `tokenizer`'s vocab; `overrides` is
+    a profile's `*_config` table (small shapes, or `released = "base"` for the exact one)."""
     values = dict(
         vocab_size=len(tokenizer), max_position_embeddings=max(512, max_length),
         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.cls_token_id,
@@ -146,7 +173,10 @@ def tiny_config(overrides: dict, tokenizer, label_names: list[str],
         local_attention=max(128, 2 * max_length),
         **label_config(label_names),
     )
-    values.update(overrides)
+    values.update(expand_released(overrides))
+    if values["vocab_size"] < len(tokenizer):
+        raise ValueError(f"vocab_size {values['vocab_size']} is below the tokenizer's {len(tokenizer)} "
+                         "tokens: raise the profile's vocab_size or the *_config table's")
     return ModernBertConfig(**values)
 
 

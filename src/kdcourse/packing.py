@@ -16,15 +16,18 @@ from __future__ import annotations
 import torch
 
 
-def pack_by_length(lengths: list[int], budget: int) -> list[list[int]]:
-    """Indices grouped into packs of at most `budget` tokens, longest first, each text into the first
-    pack with room (first-fit decreasing: packs come out nearly full)."""
+def pack_by_length(lengths: list[int], budget: int, max_texts: int | None = None) -> list[list[int]]:
+    """Indices grouped into packs of at most `budget` tokens (and `max_texts` texts), longest first,
+    each text into the first pack with room (first-fit decreasing: packs come out nearly full)."""
     if max(lengths) > budget:
         raise ValueError(f"a text of {max(lengths)} tokens does not fit a pack of {budget}; "
                          "raise the budget to at least the profile's max_length")
+    if max_texts is not None and max_texts < 1:
+        raise ValueError(f"max_texts must be >= 1 (or None: no cap), got {max_texts}")
     packs, room = [], []
     for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
-        slot = next((p for p, free in enumerate(room) if free >= lengths[i]), None)
+        slot = next((p for p, free in enumerate(room) if free >= lengths[i]
+                     and (max_texts is None or len(packs[p]) < max_texts)), None)
         if slot is None:
             packs.append([])
             room.append(budget)
@@ -41,18 +44,21 @@ class PackedCollator:
     teacher_logits [texts, num_labels]; max_length (an int, the same for every pack).
     The padding tail is cut into sequences of at most `max_length` tokens that pool into a dummy slot,
     and cu_seqlens ends in zero-length sequences: every pack has the same shapes, and the kernel
-    writes (and differentiates) every row."""
+    writes (and differentiates) every row. `max_texts` caps the texts per pack (default budget // 8,
+    texts of 8+ tokens): the varlen kernel launches blocks for every sequence, empty ones too, so at
+    32k tokens the default's 4,161 boundaries would be mostly empty launches (pack with the same cap)."""
 
-    def __init__(self, pad_token_id: int, budget: int, max_length: int = 512):
+    def __init__(self, pad_token_id: int, budget: int, max_length: int = 512, max_texts: int | None = None):
         self.pad_token_id, self.budget, self.max_length = pad_token_id, budget, min(max_length, budget)
-        self.max_sequences = budget // 8 + budget // self.max_length + 1  # texts of 8+ tokens, then the tail
+        self.max_texts = max_texts or budget // 8
+        self.max_sequences = self.max_texts + budget // self.max_length + 1  # the texts, then the tail
 
     def __call__(self, items: list[dict]) -> dict:
         lengths = [len(item["input_ids"]) for item in items]
-        if sum(lengths) > self.budget or max(lengths) > self.max_length or len(items) > self.budget // 8:
+        if sum(lengths) > self.budget or max(lengths) > self.max_length or len(items) > self.max_texts:
             raise ValueError(f"{len(items)} texts of {sum(lengths)} tokens (longest {max(lengths)}) do not "
-                             f"fit a pack of {self.budget} tokens with texts of 8 to {self.max_length}; "
-                             "use pack_by_length and the profile's max_length")
+                             f"fit a pack of {self.budget} tokens with at most {self.max_texts} texts of up to "
+                             f"{self.max_length}; use pack_by_length (same max_texts) and the profile's max_length")
         tail = self.budget - sum(lengths)
         chunks = [self.max_length] * (tail // self.max_length) + ([tail % self.max_length] if tail % self.max_length else [])
         sizes = torch.tensor(lengths + chunks, dtype=torch.long)
