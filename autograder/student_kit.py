@@ -72,6 +72,11 @@ the notebook finds `kdcourse` beside it.
   `gpu` (ModernBERT-large -> ModernBERT-base, one GPU). The first run fine-tunes the teacher once
   (`checkpoints/`) and caches its soft labels (`.cache/`). Where the notebook says `make teacher`,
   the kit's command is `.venv/bin/python -m kdcourse.teacher --profile cpu`.
+- On the `gpu` profile, do not fine-tune the 395M teacher yourself: load the one your course
+  publishes. Write `my_profiles.toml` with `[course]`, `extends = "gpu"` and
+  `teacher_checkpoint = "<the hub id or folder your course gives>"`, start Jupyter with
+  `KD_PROFILES=my_profiles.toml` in front, and set `PROFILE = "course"`. The teacher is checked
+  against your labels, data and tokenizer, and any difference is named.
 - The Validate button in the notebook's toolbar runs every test cell, as the grader will.
 
 **How to submit.** Kernel -> Restart & Run All, check that no cell fails and every question is
