@@ -26,7 +26,8 @@ The route of a submission, stage by stage (each stage one file; the names they s
 
 The trusted side never imports student code.
 """
-# Points of each graded item (the `points` of its `test_<name>` cell in the solution notebook).
-MAX_POINTS = {"tempered_softmax": 10, "distillation_loss": 20, "collect_teacher_logits": 10,
-              "train_student": 20}
+from kdcourse.notebook import GRADED_POINTS
+
+# Points of each graded item: the `points` of its `test_<name>` cell, defined in kdcourse.notebook.
+MAX_POINTS = dict(GRADED_POINTS)
 ITEMS = tuple(MAX_POINTS)

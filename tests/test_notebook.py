@@ -13,14 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from kdcourse.notebook import (GRADED_FUNCTIONS, PARTS, cell_source, is_stub, load_graded_functions,
+from kdcourse.notebook import (GRADED_FUNCTIONS, GRADED_POINTS, PARTS, cell_source, is_stub, load_graded_functions,
                                require_implemented)
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = REPO / "solutions" / "week6_distillation" / "distillation.ipynb"
 RELEASE = REPO / "assignments" / "week6_distillation" / "distillation.ipynb"
-TEST_POINTS = {"test_tempered_softmax": 10, "test_distillation_loss": 20,
-               "test_collect_teacher_logits": 10, "test_train_student": 20}
+TEST_POINTS = {f"test_{name}": points for name, points in GRADED_POINTS.items()}
 
 
 def load(path: Path) -> dict:

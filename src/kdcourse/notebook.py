@@ -19,8 +19,11 @@ from pathlib import Path
 
 from kdcourse.errors import KDError
 
-GRADED_FUNCTIONS = ("tempered_softmax", "distillation_loss", "collect_teacher_logits",
-                    "train_student")
+# The graded functions, in notebook order, with the points of their `test_<name>` cells (the
+# solution notebook's nbgrader metadata; tests/test_notebook.py checks that the two agree).
+GRADED_POINTS = {"tempered_softmax": 10, "distillation_loss": 20, "collect_teacher_logits": 10,
+                 "train_student": 20}
+GRADED_FUNCTIONS = tuple(GRADED_POINTS)
 # What graded cells may rely on without importing it themselves (the notebook's setup cell).
 PREAMBLE = ("import math\nimport numpy as np\nimport torch\nimport torch.nn as nn\n"
             "import torch.nn.functional as F\n")

@@ -87,8 +87,7 @@ def mutate(item: str, old: str, new: str) -> dict:
 
 def notebook(sources: dict) -> dict:
     """A minimal nbgrader notebook: each graded function cell, then its (visible) test cell."""
-    points = {"tempered_softmax": 10, "distillation_loss": 20, "collect_teacher_logits": 10,
-              "train_student": 20}
+    from kdcourse.notebook import GRADED_POINTS as points
     cells = [{"cell_type": "markdown", "metadata": {}, "source": "# Week 6: distillation"}]
     for name, source in sources.items():
         cells.append({"cell_type": "code", "metadata": {"nbgrader": {
