@@ -143,26 +143,38 @@ def planted():
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def test_the_borrowers_work_where_nothing_stops_them(planted):
-    """Control: run in this process, the same cells find the grader's loss in memory and the
-    planted notebook's functions on disk, and those compute the right answers."""
-    import torch
-    sys.path.insert(0, str(REPO / "autograder"))
-    import grader_loss  # noqa: F401  (what train_student's grading process holds)
-    from kdcourse.notebook import PREAMBLE
-    space = {"__name__": "control"}
-    exec(PREAMBLE + BORROW, space)                # as in a grading process: torch, F, ...
-    loss = space["_from_memory"]("distillation_loss")
-    assert loss is not None
-    logits = torch.randn(4, 5)
-    labels = torch.tensor([0, 1, 2, 3])
-    expected = grader_loss.make_distillation_loss()(logits, logits + 1, labels, 2.0, 0.5)
-    assert torch.allclose(loss(logits, logits + 1, labels, 2.0, 0.5), expected)
-    for item in MAX_POINTS:
-        found = space["_from_files"](item, roots=[str(p) for p in planted])
-        assert found is not None and found.__name__ == item, item
-    softmax = space["_from_files"]("tempered_softmax")      # the default roots, as in grading
-    assert torch.allclose(softmax(logits, 2.0), torch.softmax(logits / 2.0, -1))
+CONTROL = """
+import sys, torch
+sys.path.insert(0, sys.argv[1])
+import grader_loss                       # what train_student's grading process holds
+from kdcourse.notebook import PREAMBLE
+from test_grader_integrity_borrow import BORROW
+space = {"__name__": "control"}
+exec(PREAMBLE + BORROW, space)           # as in a grading process: torch, F, ...
+loss = space["_from_memory"]("distillation_loss")
+logits, labels = torch.randn(4, 5), torch.tensor([0, 1, 2, 3])
+expected = grader_loss.make_distillation_loss()(logits, logits + 1, labels, 2.0, 0.5)
+assert torch.allclose(loss(logits, logits + 1, labels, 2.0, 0.5), expected)
+for item in ("tempered_softmax", "distillation_loss", "collect_teacher_logits", "train_student"):
+    found = space["_from_files"](item, roots=sys.argv[2:])
+    assert found is not None and found.__name__ == item, item
+softmax = space["_from_files"]("tempered_softmax", roots=sys.argv[2:])
+assert torch.allclose(softmax(logits, 2.0), torch.softmax(logits / 2.0, -1))
+print("borrowed")
+"""
+
+
+def test_the_borrowers_work_where_nothing_stops_them(planted, tmp_path):
+    """Control, in a fresh Python with the grader's loss imported and no sandbox: the same cells
+    find that loss in memory and the planted notebook's functions on disk, and both compute the
+    right answers. (A fresh process: this one holds the test suite's own mutants.)"""
+    import subprocess
+    (tmp_path / "test_grader_integrity_borrow.py").write_text(f"BORROW = {BORROW!r}\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, "-c", CONTROL, str(REPO / "autograder"),
+                           *[str(p) for p in planted]], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert proc.returncode == 0 and "borrowed" in proc.stdout, proc.stderr[-3000:]
 
 
 @pytest.mark.parametrize("bwrap", [True, False], ids=["bwrap", "no-bwrap"])
