@@ -55,11 +55,17 @@ def without_class(dataset, label_id: int):
     or the class does not occur (a typo in the class name would otherwise remove nothing)."""
     labels = list(dataset["label"])
     if label_id not in labels:
-        raise ValueError(f"class {label_id} does not occur in the transfer set: nothing to remove")
+        raise ValueError(f"class {label_id} does not occur in the transfer set: nothing to remove "
+                         "(sample caps keep the first rows of a split: raise the cap or pick another class)")
     keep = [i for i, y in enumerate(labels) if y != label_id]
     if not keep:
         raise ValueError(f"removing class {label_id} leaves no training example")
     return dataset.select(keep)
+
+
+def missing_from(label_id: int, **splits) -> list[str]:
+    """Names of the given label lists (e.g. train=[...], test=[...]) in which `label_id` never occurs."""
+    return [name for name, labels in splits.items() if label_id not in [int(y) for y in labels]]
 
 
 def label_index(label: str, label_names) -> int:
