@@ -153,15 +153,16 @@ def plot_omitted_class(result, save_to=None) -> Figure:
     bars = [(name, np.atleast_1d(_array(v))) for name, v in bars if v is not None]
     fig = Figure(figsize=(9, 3.6))
     left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [5, 2]})
+    color = {"teacher": "gray", "hard": "C0", "distilled": "C1"}
     for x, (name, values) in enumerate(bars):
-        left.bar(x, values.mean(), color="gray" if name == "teacher" else f"C{x}")
+        left.bar(x, values.mean(), color=color[name.split()[0]], hatch="//" if "bias" in name else None)
         left.scatter([x] * len(values), values, color="black", s=10, zorder=3)
     left.set_xticks(range(len(bars)), [name for name, _ in bars], fontsize=8)
     left.set(ylim=(0, 1), ylabel="recall", title=f"recall on `{data['label']}` (never in the transfer set)")
     probs = [("hard", data.get("hard_mean_prob")), ("distilled", data.get("distilled_mean_prob"))]
     probs = [(name, np.atleast_1d(_array(v))) for name, v in probs if v is not None]
     for x, (name, values) in enumerate(probs):
-        right.bar(x, values.mean(), color=f"C{1 + 2 * x}")
+        right.bar(x, values.mean(), color=color[name])
         right.scatter([x] * len(values), values, color="black", s=10, zorder=3)
     right.set_xticks(range(len(probs)), [name for name, _ in probs], fontsize=8)
     right.set(ylabel="mean probability", title="probability given to it", ylim=(0, None))
