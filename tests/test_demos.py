@@ -162,3 +162,18 @@ def test_oof_refuses_a_missing_partial_stale_or_changed_set(isolated, smoke_prof
     (oof.oof_dir(smoke_profile, 2) / "fold-1" / "model.safetensors").write_bytes(b"retrained")
     with pytest.raises(StaleCacheError, match="was changed after"):
         oof.load_oof_logits(smoke_profile, train, smoke_tokenizer, folds=2)
+
+
+def test_fold_predictions_keep_the_row_order(smoke_profile, smoke_splits, smoke_tokenizer, label_names):
+    """Row i of the held-out logits is example i's (Trainer.predict length-groups, so it is not used)."""
+    from kdcourse.data import tokenize_splits
+    from kdcourse.models import load_teacher_init
+    data = tokenize_splits(smoke_splits, smoke_tokenizer, 256)["train"].select(range(24))  # lengths vary
+    assert len(set(data["length"])) > 1, "the check needs texts of several lengths"
+    model = load_teacher_init(smoke_profile, label_names, smoke_tokenizer, seed=0).eval()
+    logits = oof.predict_in_order(model, data, smoke_tokenizer, batch_size=8)
+    with torch.inference_mode():
+        one_by_one = torch.cat([model(input_ids=torch.tensor([row["input_ids"]]),
+                                      attention_mask=torch.ones(1, len(row["input_ids"]), dtype=torch.long)).logits
+                                for row in data])
+    torch.testing.assert_close(logits, one_by_one, atol=1e-4, rtol=1e-4)

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from transformers import Trainer
 
-from kdcourse.data import PadCollator, load_label_names, load_splits, tokenize_splits
+from kdcourse.data import PadCollator, load_label_names, load_splits, make_loader, tokenize_splits
 from kdcourse.logits_cache import (StaleCacheError, dataset_fingerprint, load_logits, logits_fingerprint,
                                    save_logits, tokenizer_fingerprint)
 from kdcourse.metrics import evaluate_logits
@@ -90,6 +90,21 @@ def _write_manifest(folder: Path, manifest: dict) -> None:
     tmp.replace(folder / MANIFEST)  # atomic: a crash leaves the previous, consistent manifest
 
 
+def predict_in_order(model, dataset, tokenizer, batch_size: int) -> torch.Tensor:
+    """Logits [len(dataset), C] in dataset order. Not `Trainer.predict`: with
+    train_sampling_strategy="group_by_length", transformers 5.x length-groups its evaluation
+    sampler too, so its predictions come back reordered (harmless for metrics computed with its
+    own label_ids, wrong for soft labels matched to rows)."""
+    device = next(model.parameters()).device
+    model.eval()
+    chunks = []
+    with torch.inference_mode():
+        for batch in make_loader(dataset, tokenizer, batch_size=batch_size):
+            chunks.append(model(input_ids=batch["input_ids"].to(device),
+                                attention_mask=batch["attention_mask"].to(device)).logits.float().cpu())
+    return torch.cat(chunks)
+
+
 def _train_fold(profile, tokenized, tokenizer, label_names, held_out: list[int], seed: int, fold_dir: Path):
     """Fine-tune one teacher on the training rows not in `held_out`; save it to `fold_dir`; return
     its logits [len(held_out), C] on the held-out rows and its validation metrics."""
@@ -107,7 +122,8 @@ def _train_fold(profile, tokenized, tokenizer, label_names, held_out: list[int],
         start = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - start
-        logits = torch.as_tensor(trainer.predict(tokenized["train"].select(held_out)).predictions).float()
+        logits = predict_in_order(trainer.model, tokenized["train"].select(held_out), tokenizer,
+                                  profile.eval_batch_size)
         validation = trainer.predict(tokenized["validation"])
         staging = Path(work) / "final"
         trainer.save_model(staging)
