@@ -104,7 +104,7 @@ def test_graded_cells_follow_the_contract(source):
 def test_written_answers_are_manually_graded(source):
     answers = [nbgrader_meta(c) for c in source["cells"]
                if c["cell_type"] == "markdown" and nbgrader_meta(c).get("grade")]
-    assert len(answers) == 4, f"expected 4 written questions, found {len(answers)}"
+    assert len(answers) == 5, f"expected 5 written questions, found {len(answers)}"
     assert all(m["solution"] and m["points"] == 5 for m in answers)
 
 

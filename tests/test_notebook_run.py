@@ -18,8 +18,9 @@ from kdcourse.notebook import GRADED_FUNCTIONS, PREAMBLE, cell_source
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = REPO / "solutions" / "week6_distillation" / "distillation.ipynb"
 RELEASE = REPO / "assignments" / "week6_distillation" / "distillation.ipynb"
+# The smoke splits' first rows hold no debt_collection complaint: section 4b omits another class.
 SMOKE = {"PROFILE": "smoke", "SWEEP_TEMPERATURES": [1.0, 4.0], "SWEEP_ALPHAS": [0.5],
-         "SWEEP_EPOCHS": 1}
+         "SWEEP_EPOCHS": 1, "OMITTED_CLASS": "payment_problem"}
 HELPERS = ("def rel_error", "class ToyClassifier", "def toy_batches")  # what the self-checks use
 
 
@@ -106,7 +107,8 @@ def test_source_runs_top_to_bottom_on_smoke(tmp_path):
     assert re.search(r"T = 4, alpha = 0.5: val macro-F1 \d\.\d{3}", stdout), "the sweep did not run"
     figures = [i for i, c in enumerate(nb["cells"]) for out in c.get("outputs", [])
                if "image/png" in out.get("data", {})]
-    assert len(figures) >= 7, f"expected every plot as an inline PNG, got {len(figures)}"
+    assert len(figures) >= 9, f"expected every plot as an inline PNG, got {len(figures)}"
+    check_demo_cells(nb, stdout, figures)
     tables = "".join("".join(out["data"].get("text/plain", ""))
                      for _, out in outputs_of(nb, "execute_result"))
     assert "retained_%" in tables and "latency_ms" in tables, "the comparison table is missing"
@@ -116,6 +118,22 @@ def test_source_runs_top_to_bottom_on_smoke(tmp_path):
             streams = [out for out in cell["outputs"] if out.get("name") == "stderr"]
             assert not streams, f"{grade_id(cell)} wrote to stderr: {streams}"
     assert sorted(p.name for p in SOURCE.parent.iterdir()) == ["distillation.ipynb"]
+
+
+def check_demo_cells(nb, stdout: str, figures: list[int]) -> None:
+    """The slider leaves its static figure, the toy and the omitted class print their numbers and
+    plot, the optional out-of-fold cell either uses the set or says how to make it."""
+    def cell_with(text):
+        [index] = [i for i, c in enumerate(nb["cells"]) if text in cell_source(c)]
+        return index
+    assert cell_with("demo_plots.temperature_explorer(") in figures, "the slider left no static figure"
+    assert cell_with("toy_result = run_toy(") in figures and cell_with("plot_omitted_class(") in figures
+    for name in ("hard", "distilled"):
+        assert re.search(rf"{name} student: accuracy 0\.\d{{3}}, mean KL to the teacher", stdout)
+        assert re.search(rf"{name} student: recall \d\.\d\d, mean probability", stdout), "section 4b"
+    assert "transfer set without payment_problem" in stdout
+    assert ("skipped, no usable out-of-fold soft labels" in stdout and 'ARGS="--folds 3"' in stdout) or \
+        "out-of-fold train soft labels:" in stdout
 
 
 # ---------------------------------------------------------------- the release, as autograde runs it

@@ -32,8 +32,10 @@ def test_reference_pipeline_on_smoke(tmp_path):
     earlier = {"metrics.json": '{"earlier": true}', "report.md": "earlier report"}
     for name, text in {**earlier, "bench.json": "{}"}.items():
         (tmp_path / name).write_text(text)
+    # The smoke splits' first rows hold no debt_collection complaint: omit another class.
     metrics = run_reference.main(["--profile", "smoke", "--seeds", "0", "1", "--sweep_temperatures", "2",
-                                  "--sweep_alphas", "0.5", "--notebook", "false", "--out_dir", str(tmp_path)])
+                                  "--sweep_alphas", "0.5", "--notebook", "false", "--out_dir", str(tmp_path),
+                                  "--omitted_class", "payment_problem", "--oof", "true", "--oof_folds", "2"])
     saved = json.loads((tmp_path / "metrics.json").read_text())
     for name in ("teacher", "student_hard", "student_distilled"):
         assert ROW_KEYS <= set(saved[name]), f"{name} lacks {ROW_KEYS - set(saved[name])}"
@@ -44,10 +46,30 @@ def test_reference_pipeline_on_smoke(tmp_path):
     for name in ("report.md", "config.json", "runs.jsonl", "training_curves.png", "sweep_macro_f1.png",
                  "confusion_distilled.png", "reliability.png", "class_similarity.png"):
         assert (tmp_path / name).exists(), f"{name} was not written"
-    assert "Did distillation help?" in (tmp_path / "report.md").read_text()
+    report = (tmp_path / "report.md").read_text()
+    assert "Did distillation help?" in report
+    check_demo_keys(saved, report, tmp_path)
     [kept] = (tmp_path / "history").iterdir()
     assert {p.name: p.read_text() for p in kept.iterdir()} == earlier
     assert (tmp_path / "bench.json").read_text() == "{}"
+
+
+def check_demo_keys(saved: dict, report: str, folder: Path) -> None:
+    """metrics.json's toy, omitted_class and oof, as issue 15 names them, lists over the seeds."""
+    for name in ("hard", "distilled"):
+        assert {"accuracy", "agreement"} <= set(saved["toy"][name]) and len(saved["toy"][name]["accuracy"]) == 2
+    omitted = saved["omitted_class"]
+    assert omitted["label"] == "payment_problem"
+    for key in ("teacher_recall", "hard_recall", "distilled_recall", "distilled_recall_bias_fixed"):
+        assert len(omitted[key]) == 2 and all(0 <= v <= 1 for v in omitted[key]), key
+    for name in ("in_sample", "out_of_fold"):
+        assert {k: len(saved["oof"][name][k]) for k in ("macro_f1", "agreement", "ece")} == dict.fromkeys(
+            ("macro_f1", "agreement", "ece"), 2)
+    for heading in ("## 2-D toy", "## A class the students never saw: `payment_problem`",
+                    "## Out-of-fold soft labels (2 folds)"):
+        assert heading in report
+    for name in ("temperature_bars.png", "toy_maps.png", "omitted_class.png", "oof.png"):
+        assert (folder / name).exists() and f"({name})" in report, name
 
 
 def test_a_stale_soft_label_cache_is_refused_then_moved_aside(tmp_path, monkeypatch, smoke_profile,

@@ -44,6 +44,8 @@ from kdcourse.profiles import Profile, get_profile
 from kdcourse.teacher import get_teacher, sample_caps
 from kdcourse.utils import autocast, pick_device, set_seed, tqdm
 
+import demos  # noqa: E402 (beside this file: the toy, omitted-class and out-of-fold stages)
+
 logger = logging.getLogger("reference")
 HEADLINE = ("accuracy", "macro_f1", "agreement", "kl_to_teacher", "ece")
 
@@ -238,6 +240,7 @@ def write_report(out: Path, metrics: dict, cfg: ReferenceConfig, profile: Profil
         best = metrics["sweep_best"]
         lines += ["", f"Best on validation: T={best['temperature']:g}, alpha={best['alpha']:g}. "
                   "With one seed, differences under the spread above are noise.", ""]
+    lines += demos.report_lines(metrics)
     sl = metrics["soft_labels"]
     lines += ["## Soft labels", "", f"Cache `{sl['path']}` (fingerprint `{sl['fingerprint']}`), "
               + (f"computed in {sl['seconds']:.1f} s ({sl['tokens_per_s']:.0f} tokens/s)."
@@ -294,12 +297,12 @@ def run_notebook(out: Path, cfg: ReferenceConfig, profile: Profile) -> Path:
 
 RUN_FILES = ("config.json", "metrics.json", "runs.jsonl", "report.md", "distillation.ipynb",
              "training_curves.png", "confusion_distilled.png", "reliability.png",
-             "class_similarity.png", "sweep_macro_f1.png", "sweep_agreement.png")  # what a run writes
+             "class_similarity.png", "sweep_macro_f1.png", "sweep_agreement.png", *demos.FILES)  # what a run writes
 
 
 # ---------------------------------------------------------------- main
 def main(argv=None) -> dict:
-    (cfg,) = HfArgumentParser(ReferenceConfig).parse_args_into_dataclasses(args=argv)
+    cfg, demo_cfg = HfArgumentParser((ReferenceConfig, demos.DemoConfig)).parse_args_into_dataclasses(args=argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", force=True)
     transformers.logging.set_verbosity_error()
     wall_start = time.perf_counter()
@@ -315,7 +318,7 @@ def main(argv=None) -> dict:
     out = Path(cfg.out_dir or RUNS_DIR / profile.name)
     out.mkdir(parents=True, exist_ok=True)
     move_to_history(out, RUN_FILES)   # bench.json and traffic.json are not a run's
-    resolved = {"config": asdict(cfg), "profile": profile.to_dict(), "device": device,
+    resolved = {"config": asdict(cfg) | asdict(demo_cfg), "profile": profile.to_dict(), "device": device,
                 "autocast_dtype": str(autocast_dtype), "torch": torch.__version__,
                 "transformers": transformers.__version__, "command": sys.argv}
     logger.info("resolved config: %s", json.dumps(resolved))
@@ -416,6 +419,10 @@ def main(argv=None) -> dict:
             write_json(out / "metrics.json", metrics)
         best = max((r for r in metrics["sweep"] if r["alpha"] > 0), key=lambda r: r["val_macro_f1"])
         metrics["sweep_best"] = {k: best[k] for k in ("temperature", "alpha", "val_macro_f1")}
+
+    # demos: the 2-D toy, the omitted class, out-of-fold soft labels (demos.py)
+    metrics |= demos.run_demos(demo_cfg, graded, cfg, profile, ctx, distilled, out, train_one,
+                               save=lambda part: write_json(out / "metrics.json", metrics | part))
 
     # outputs: plots, report, the executed notebook
     save_plots(out, ctx, hard, distilled, metrics, cfg)

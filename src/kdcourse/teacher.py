@@ -2,6 +2,7 @@
 
     python -m kdcourse.teacher --profile cpu     # tiny teacher, a few minutes on 2 cores
     python -m kdcourse.teacher --profile gpu     # ModernBERT-large, bf16, one GPU
+    python -m kdcourse.teacher --profile cpu --folds 3   # out-of-fold teachers (kdcourse.oof)
 
 Plain cross-entropy fine-tuning with the Hugging Face `Trainer` (the teacher is not what this week
 grades). Saves the checkpoint with its label map, the tokenizer, the resolved profile and
@@ -166,10 +167,15 @@ def main(argv=None):
                         help="default: checkpoints/<profile>/teacher")
     parser.add_argument("--overwrite", action="store_true", help="replace a teacher already in "
                         "the output folder (it is kept as <output folder>.previous)")
+    parser.add_argument("--folds", type=int, default=None, help="instead: K teachers, each predicting "
+                        "the training fold it did not see (out-of-fold soft labels, kdcourse.oof)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     profile = get_profile(args.profile)
     logger.info("profile %s: %s", profile.name, json.dumps(profile.to_dict()))
+    if args.folds is not None:
+        from kdcourse.oof import main_folds
+        return main_folds(profile, args.folds, args.seed, args.overwrite)
     try:
         path = finetune_teacher(profile, seed=args.seed, output_dir=args.output_dir,
                                 overwrite=args.overwrite)
