@@ -44,6 +44,9 @@ INSTRUCTOR_LAB_EXTENSIONS = ["@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:
                              "@jupyter/nbgrader:course-list"]
 INSTRUCTOR_SERVER_EXTENSIONS = ["nbgrader.server_extensions.formgrader",
                                 "nbgrader.server_extensions.course_list"]
+# Modules that hold a training or inference loop (a Part C or Part D answer) and serve the course
+# staff only: never shipped, even where a kit module imports them lazily (teacher.py's --folds).
+STAFF_ONLY = ("kdcourse.distributed", "kdcourse.oof_train")
 JUPYTER_DIR = ".jupyter"  # used through JUPYTER_CONFIG_DIR in the README's command
 
 STUDENT_README = """\
@@ -152,7 +155,7 @@ def package_closure(roots: set[str], source_root: Path, package: str = PACKAGE) 
     while todo:
         name = todo.pop()
         path = module_file(name, source_root)
-        if name in found or path is None:
+        if name in found or path is None or name in STAFF_ONLY:
             continue
         found[name] = path
         parents = {".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)}

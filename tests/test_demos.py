@@ -7,7 +7,7 @@ import time
 import pytest
 import torch
 
-from kdcourse import demo_plots, oof, toy
+from kdcourse import demo_plots, oof, oof_train, toy
 from kdcourse.logits_cache import StaleCacheError, dataset_fingerprint, save_logits, tokenizer_fingerprint
 from kdcourse.notebook import load_graded_functions
 from kdcourse.omitted import (OmittedLogits, bias_to_match, label_index, missing_from, omitted_class_result,
@@ -171,7 +171,7 @@ def test_fold_predictions_keep_the_row_order(smoke_profile, smoke_splits, smoke_
     data = tokenize_splits(smoke_splits, smoke_tokenizer, 256)["train"].select(range(24))  # lengths vary
     assert len(set(data["length"])) > 1, "the check needs texts of several lengths"
     model = load_teacher_init(smoke_profile, label_names, smoke_tokenizer, seed=0).eval()
-    logits = oof.predict_in_order(model, data, smoke_tokenizer, batch_size=8)
+    logits = oof_train.predict_in_order(model, data, smoke_tokenizer, batch_size=8)
     with torch.inference_mode():
         one_by_one = torch.cat([model(input_ids=torch.tensor([row["input_ids"]]),
                                       attention_mask=torch.ones(1, len(row["input_ids"]), dtype=torch.long)).logits

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from kdcourse import demo_plots, plots
 from kdcourse.data import with_teacher_logits
-from kdcourse.oof import load_oof_logits, oof_dir, train_fold_teachers
+from kdcourse.oof import load_oof_logits, oof_dir
+from kdcourse.oof_train import train_fold_teachers
 from kdcourse.omitted import OmittedLogits, label_index, missing_from, omitted_class_result, without_class
 from kdcourse.omitted import summarise as summarise_omitted
 from kdcourse.toy import run_toy

@@ -24,7 +24,7 @@ from filelock import FileLock
 from transformers import Trainer, TrainingArguments
 
 from kdcourse.data import PadCollator, load_label_names, load_splits, tokenize_splits
-from kdcourse.errors import run_cli
+from kdcourse.errors import UsageError, run_cli
 from kdcourse.metrics import evaluate_logits
 from kdcourse.models import (checkpoint_dir, count_parameters, load_teacher, load_teacher_init,
                              load_tokenizer)
@@ -174,7 +174,11 @@ def main(argv=None):
     profile = get_profile(args.profile)
     logger.info("profile %s: %s", profile.name, json.dumps(profile.to_dict()))
     if args.folds is not None:
-        from kdcourse.oof import main_folds
+        try:
+            from kdcourse.oof_train import main_folds      # course staff only: not in the student kit
+        except ModuleNotFoundError:
+            raise UsageError("--folds trains the out-of-fold teachers, which the course staff make; "
+                             "this copy of kdcourse (the student kit) cannot") from None
         return main_folds(profile, args.folds, args.seed, args.overwrite)
     try:
         path = finetune_teacher(profile, seed=args.seed, output_dir=args.output_dir,
