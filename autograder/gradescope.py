@@ -209,8 +209,9 @@ def run(root: Path) -> GradescopeResults:
 # ---------------------------------------------------------------- the bundle
 # Not in the bundle: tools for the instructor's machine (benchmark, nbgrader's preprocessor).
 NOT_BUNDLED = ("bench_grading.py", "nbgrader_grade.py")
-# What the grading side imports of kdcourse (the worker imports none of it).
-KDCOURSE_FILES = ("__init__.py", "errors.py", "notebook.py")
+# What the grading side imports of kdcourse (the worker imports none of it): this module and the
+# kdcourse modules it imports, followed as the student kit follows them.
+KDCOURSE_ROOTS = {"kdcourse.notebook"}
 
 
 def bundle_files() -> dict[str, Path]:
@@ -223,8 +224,10 @@ def bundle_files() -> dict[str, Path]:
     package = {p.name for p in HERE.glob("*.py")} - set(NOT_BUNDLED) | set(WORKER_FILES)
     for name in sorted(package) + [CONFIG.name]:
         files[f"autograder/{name}"] = HERE / name
-    for name in KDCOURSE_FILES:
-        files[f"src/kdcourse/{name}"] = REPO / "src" / "kdcourse" / name
+    from autograder.student_kit import package_closure
+    source = REPO / "src"
+    for path in package_closure(KDCOURSE_ROOTS, source).values():
+        files[f"src/{path.relative_to(source).as_posix()}"] = path
     return files
 
 
