@@ -28,18 +28,16 @@ logger = logging.getLogger(__name__)
 
 
 def predict_in_order(model, dataset, tokenizer, batch_size: int) -> torch.Tensor:
-    """Logits [len(dataset), C] in dataset order. Not `Trainer.predict`: with
-    train_sampling_strategy="group_by_length", transformers 5.x length-groups its evaluation
-    sampler too, so its predictions come back reordered (harmless for metrics computed with its
-    own label_ids, wrong for soft labels matched to rows)."""
-    device = next(model.parameters()).device
-    model.eval()
-    chunks = []
-    with torch.inference_mode():
-        for batch in make_loader(dataset, tokenizer, batch_size=batch_size):
-            chunks.append(model(input_ids=batch["input_ids"].to(device),
-                                attention_mask=batch["attention_mask"].to(device)).logits.float().cpu())
-    return torch.cat(chunks)
+    """Logits [len(dataset), C] in dataset order, through the solution notebook's
+    `collect_teacher_logits` (the reference run's soft labels come from it too). Not
+    `Trainer.predict`: with train_sampling_strategy="group_by_length", transformers 5.x
+    length-groups its evaluation sampler too, so its predictions come back reordered (harmless for
+    metrics computed with its own label_ids, wrong for soft labels matched to rows)."""
+    from kdcourse.notebook import load_graded_functions
+    from kdcourse.paths import SOLUTION_NOTEBOOK
+    collect = load_graded_functions(SOLUTION_NOTEBOOK, ["collect_teacher_logits"]).collect_teacher_logits
+    device = str(next(model.parameters()).device)
+    return collect(model, make_loader(dataset, tokenizer, batch_size=batch_size), device)
 
 
 def _train_fold(profile, tokenized, tokenizer, label_names, held_out: list[int], seed: int, fold_dir: Path):
