@@ -23,8 +23,7 @@ c.OverwriteCells.add_missing_cells = True
 # `nbgrader autograde` scores from the hidden suites (autograder/), never by executing the notebook:
 # IsolatedGrade replaces Execute, runs the solution cells in the sandboxed worker and writes each
 # item's score as the numeric result of its test_<item> cell (stdout only, so nothing zeroes it).
-import os as _os, sys as _sys  # noqa: E401,E402
-_sys.path.insert(0, _os.path.dirname(_os.path.abspath(__file__)))
+# `autograder` is importable because `make venv` installs it (pyproject.toml), beside kdcourse.
 c.Autograde.autograde_preprocessors = [
     "autograder.nbgrader_grade.IsolatedGrade", "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor", "nbgrader.preprocessors.LimitOutput",
