@@ -57,17 +57,17 @@ reference: $(STAMP)  ## the whole reference experiment -> runs/<profile>/ (teach
 	$(PY) solutions/reference/run_reference.py --profile $(PROFILE) $(ARGS)
 
 full-size-data: $(STAMP)  ## tokenizer + token ids for make full-size, before a GPU call -> .cache/full_size/<profile>/
-	$(PY) -m kdcourse.full_size --profile $(PROFILE) --prepare_only true
+	$(PY) -m kdcourse.perf.full_size --profile $(PROFILE) --prepare_only true
 
 # As gpu-check: no venv step, the GPU image's own torch runs it (the data comes from make full-size-data).
 full-size:  ## the pipeline stage by stage: time, tokens/s, memory, finite losses -> runs/<profile>/full_size/
-	PYTHONPATH=src $(if $(wildcard $(PY)),$(PY),python3) -m kdcourse.full_size --profile $(PROFILE) $(ARGS)
+	PYTHONPATH=src $(if $(wildcard $(PY)),$(PY),python3) -m kdcourse.perf.full_size --profile $(PROFILE) $(ARGS)
 
 bench: $(STAMP)  ## throughput, MFU and memory of the distillation step vs a HF Trainer baseline [ARGS=...]
-	$(PY) solutions/reference/bench.py --profile $(PROFILE) $(ARGS)
+	$(PY) -m kdcourse.perf.bench --profile $(PROFILE) $(ARGS)
 
 traffic: $(STAMP)  ## bytes the compiled step's fused kernels move, and the MFU ceiling that leaves [ARGS=...]
-	$(PY) -m kdcourse.traffic --profile $(PROFILE) $(ARGS)
+	$(PY) -m kdcourse.perf.traffic --profile $(PROFILE) $(ARGS)
 
 # No venv step: the GPU image's own torch (often offline, and not the CPU wheel pinned here) runs it.
 gpu-check:  ## on a GPU: attention/packing checks and the benchmark matrix -> runs/gpu/session/

@@ -10,8 +10,8 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from kdcourse import attention
 from kdcourse.models import attention_implementation
+from kdcourse.perf import attention
 
 sys.path.insert(0, str(Path(__file__).parent / "support"))
 from tiny_modernbert import base_width_config, padded_batch, small_config  # noqa: E402

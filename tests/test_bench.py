@@ -9,26 +9,27 @@ from pathlib import Path
 import pytest
 import torch
 
-from kdcourse import bench
+from kdcourse.perf import bench, flops, report, workload
+from kdcourse.perf import rows as bench_rows
 from kdcourse.profiles import get_profile
 
 
 def test_flops_per_sequence_matches_the_formula():
     """6N per token plus 12 * d_model * context per layer, context capped by the local window."""
-    config = bench.bench_model_config(get_profile("gpu"), "student")
+    config = workload.bench_model_config(get_profile("gpu"), "student")
     n, length = 1000, 512
     layers = config.num_hidden_layers
     global_layers = len(range(0, layers, config.global_attn_every_n_layers))
     context = global_layers * length + (layers - global_layers) * (config.local_attention + 1)
     expected = 6 * n * length + 12 * config.hidden_size * context * length
-    assert bench.flops_per_sequence(config, n, length) == pytest.approx(expected)
-    assert bench.flops_per_sequence(config, n, length, training=False) == pytest.approx(expected / 3)
+    assert flops.flops_per_sequence(config, n, length) == pytest.approx(expected)
+    assert flops.flops_per_sequence(config, n, length, training=False) == pytest.approx(expected / 3)
 
 
 def test_gpu_profile_benchmarks_the_released_shapes():
     """The gpu profile builds ModernBERT-base and -large shapes without a download."""
-    student = bench.bench_model_config(get_profile("gpu"), "student")
-    teacher = bench.bench_model_config(get_profile("gpu"), "teacher")
+    student = workload.bench_model_config(get_profile("gpu"), "student")
+    teacher = workload.bench_model_config(get_profile("gpu"), "teacher")
     assert (student.hidden_size, student.num_hidden_layers, student.intermediate_size) == (768, 22, 1152)
     assert (teacher.hidden_size, teacher.num_hidden_layers, teacher.intermediate_size) == (1024, 28, 2624)
     assert student.vocab_size == teacher.vocab_size == 50368 and student.local_attention == 128
@@ -42,7 +43,7 @@ def test_bench_runs_on_the_smoke_models(tmp_path):
     out.write_text('{"earlier": true}')
     results = bench.main(["--profile", "smoke", "--steps", "2", "--warmup", "1", "--soft_label_batches", "1",
                           "--compare_attention", "kd_varlen", "--kernel_table", "5", "--packed_tokens", "256",
-                          "--out", str(out)])
+                          "--out_dir", str(tmp_path)])
     assert json.loads(out.read_text())["ratios"] == pytest.approx(results["ratios"])
     assert [p.read_text() for p in (tmp_path / "history").glob("*/bench.json")] == ['{"earlier": true}']
     for name in ("reference", "reference_kd_varlen", "reference_packed", "trainer", "soft_labels"):
@@ -58,7 +59,7 @@ def test_a_failed_optional_row_is_reported_and_the_rest_kept(tmp_path):
     """An unknown attention fails its own row only; the other measurements and ratios are written."""
     results = bench.main(["--profile", "smoke", "--steps", "1", "--warmup", "0", "--soft_label_batches", "1",
                           "--trainer", "false", "--compare_attention", "no_such_attention",
-                          "--out", str(tmp_path / "bench.json")])
+                          "--out_dir", str(tmp_path)])
     assert "reference_no_such_attention" in results["errors"]
     assert results["reference"]["tokens_per_s"] > 0 and "soft_labels_over_reference" in results["ratios"]
 
@@ -68,11 +69,11 @@ def test_rows_can_be_switched_off(tmp_path):
     ratios are those the remaining rows allow, and the table still prints."""
     results = bench.main(["--profile", "smoke", "--steps", "1", "--warmup", "0", "--eager", "false",
                           "--soft_label_batches", "0", "--compare_attention", "kd_varlen",
-                          "--out", str(tmp_path / "bench.json")])
+                          "--out_dir", str(tmp_path)])
     assert "reference" not in results and "soft_labels" not in results and "teacher_params" not in results
     assert results["reference_kd_varlen"]["tokens_per_s"] > 0 and results["trainer"]["tokens_per_s"] > 0
     assert results["ratios"] == {}
-    assert "reference_kd_varlen" in bench.format_table(results)
+    assert "reference_kd_varlen" in report.format_table(results)
 
 
 def test_the_bf16_weights_row(tmp_path):
@@ -80,13 +81,13 @@ def test_the_bf16_weights_row(tmp_path):
     checked against its own eager run, and its ratio to the fp32 compiled row."""
     results = bench.main(["--profile", "smoke", "--steps", "2", "--warmup", "1", "--eager", "false",
                           "--trainer", "false", "--soft_label_batches", "0", "--compile", "true",
-                          "--bf16_weights", "true", "--out", str(tmp_path / "bench.json")])
+                          "--bf16_weights", "true", "--out_dir", str(tmp_path)])
     row = results["reference_bf16_weights"]
     assert row["weights"] == "bf16 + fp32 master" and row["tokens_per_s"] > 0 and row["compiled"]
-    assert row["logits_rel_error_vs_eager"] < bench.SUSPECT_ERROR
+    assert row["logits_rel_error_vs_eager"] < report.SUSPECT_ERROR
     assert results["ratios"]["bf16_weights_over_fp32"] == pytest.approx(
         row["tokens_per_s"] / results["reference_compiled"]["tokens_per_s"])
-    assert "sdpa +compile +bf16" in bench.format_table(results)
+    assert "sdpa +compile +bf16" in report.format_table(results)
 
 
 def test_precollated_batches_are_the_loaders_batches(tmp_path):
@@ -95,7 +96,7 @@ def test_precollated_batches_are_the_loaders_batches(tmp_path):
     for precollate in ("false", "true"):
         rows[precollate] = bench.main(["--profile", "smoke", "--steps", "2", "--warmup", "1", "--trainer", "false",
                                        "--soft_label_batches", "0", "--precollate", precollate,
-                                       "--out", str(tmp_path / f"{precollate}.json")])["reference"]
+                                       "--out_dir", str(tmp_path / precollate)])["reference"]
     assert [rows[p]["precollated"] for p in ("false", "true")] == [False, True]
     tokens = {p: r["tokens_per_s"] * r["seconds"] for p, r in rows.items()}
     assert tokens["true"] == pytest.approx(tokens["false"]) and rows["true"]["padding"] == rows["false"]["padding"]
@@ -110,20 +111,20 @@ def test_tuned_compilation_and_capped_packs(tmp_path, monkeypatch):
     def spy(model, *args, **kwargs):
         seen.append(inductor.coordinate_descent_tuning)
         return compile_student(model, *args, **kwargs)
-    compile_student = bench.compile_student
-    monkeypatch.setattr(bench, "compile_student", spy)
+    compile_student = bench_rows.compile_student
+    monkeypatch.setattr(bench_rows, "compile_student", spy)
     results = bench.main(["--profile", "smoke", "--steps", "2", "--warmup", "1", "--eager", "false",
                           "--trainer", "false", "--soft_label_batches", "0", "--compile", "true",
                           "--coordinate_descent_tuning", "true", "--packed_tokens", "256", "--pack_max_texts", "6",
-                          "--precollate", "true", "--out", str(tmp_path / "bench.json")])
+                          "--precollate", "true", "--out_dir", str(tmp_path)])
     assert seen == [True, True] and inductor.coordinate_descent_tuning is False
     assert results["inductor"] == {"coordinate_descent_tuning": True}
     for name in ("reference_packed", "reference_packed_compiled", "reference_compiled"):
         assert results[name]["tokens_per_s"] > 0 and results[name]["precollated"], name
     packed = results["reference_packed_compiled"]
     assert packed["max_texts"] == 6 and packed["texts_per_step"] <= 6 and packed["cu_seqlens"] == 6 + 256 // 64 + 2
-    assert packed["logits_rel_error_vs_eager"] < bench.SUSPECT_ERROR
-    assert "coordinate-descent tuning" in bench.format_table(results)
+    assert packed["logits_rel_error_vs_eager"] < report.SUSPECT_ERROR
+    assert "coordinate-descent tuning" in report.format_table(results)
 
 
 def test_kd_varlen_under_compile(tmp_path):
@@ -131,10 +132,10 @@ def test_kd_varlen_under_compile(tmp_path):
     layer gives its eager logits (on CPU through the reference kernel)."""
     results = bench.main(["--profile", "smoke", "--steps", "1", "--warmup", "0", "--eager", "false",
                           "--trainer", "false", "--soft_label_batches", "0", "--attention", "kd_varlen",
-                          "--compile", "true", "--out", str(tmp_path / "bench.json")])
+                          "--compile", "true", "--out_dir", str(tmp_path)])
     row = results["reference_compiled"]
     assert row["attention"] == "kd_varlen" and row["tokens_per_s"] > 0
-    assert row["logits_rel_error_vs_eager"] < bench.SUSPECT_ERROR
+    assert row["logits_rel_error_vs_eager"] < report.SUSPECT_ERROR
 
 
 def test_nothing_to_measure_is_refused():
@@ -169,15 +170,15 @@ def row(tokens_per_s, error=None):
      {"bf16_weights_over_fp32": 1.5}),
 ])
 def test_ratios_use_the_rows_that_were_measured(rows, expected):
-    assert bench.ratios(rows) == pytest.approx(expected)
+    assert report.ratios(rows) == pytest.approx(expected)
 
 
 def test_bench_imports_without_datasets():
-    """The GPU image has no `datasets`: kdcourse.bench must not import it."""
+    """The GPU image has no `datasets`: kdcourse.perf.bench must not import it."""
     code = ("import sys\nclass Block:\n    def find_spec(self, name, *a):\n"
             "        if name.split('.')[0] == 'datasets': raise ImportError('blocked')\n"
-            "sys.meta_path.insert(0, Block())\nimport kdcourse.bench\n"
-            "kdcourse.bench.bench_model_config(__import__('kdcourse.profiles').profiles.get_profile('gpu'), 'student')\n"
+            "sys.meta_path.insert(0, Block())\nimport kdcourse.perf.bench\n"
+            "kdcourse.perf.workload.bench_model_config(__import__('kdcourse.profiles').profiles.get_profile('gpu'), 'student')\n"
             "assert 'datasets' not in sys.modules\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -188,7 +189,6 @@ def test_compiled_error_catches_a_wrong_compilation():
     outputs gives a relative error of 1 (force_eager runs the original Python)."""
     linear = torch.nn.Linear(4, 3)
     batch = {"x": torch.randn(5, 4)}
-    ctx = {"device": "cpu", "autocast_dtype": None}
 
     def doubling_backend(graph, example_inputs):
         return lambda *args: [2 * out for out in graph(*args)]
@@ -196,7 +196,7 @@ def test_compiled_error_catches_a_wrong_compilation():
     for backend, expected in (("eager", 0.0), (doubling_backend, 1.0)):
         torch._dynamo.reset()
         compiled = torch.compile(linear, backend=backend)
-        error = bench.compiled_error(lambda b: compiled(b["x"]), batch, ctx)
+        error = bench_rows.compiled_error(lambda b: compiled(b["x"]), batch, "cpu", None)
         assert error == pytest.approx(expected, abs=1e-6), backend
 
 
@@ -204,9 +204,9 @@ def test_compiled_error_catches_a_wrong_compilation():
                                                ("RuntimeError: no eager run", True)])
 def test_a_compiled_row_off_its_eager_model_is_suspect(error, is_suspect):
     """Such a row keeps its speed but counts in no ratio, and the table says why."""
-    assert bench.suspect(error) is is_suspect
+    assert report.suspect(error) is is_suspect
     if isinstance(error, float):
-        assert ("SUSPECT" in bench.format_error(error)) is is_suspect
+        assert ("SUSPECT" in report.format_error(error)) is is_suspect
 
 
 def session_rows() -> dict[str, list[str]]:
@@ -229,7 +229,7 @@ def test_every_session_row_parses_and_validates():
     assert list(rows)[:6] == ["b128_sdpa", "b128_flex", "packed32k", "b128_flex_graphs", "b128_cdt", "b128_precollated"]
     for name, args in rows.items():
         (cfg,) = HfArgumentParser(bench.BenchConfig).parse_args_into_dataclasses(args=["--profile", "smoke", *args])
-        assert cfg.out is None and cfg.profile == "smoke", name
+        assert cfg.out_dir is None and cfg.profile == "smoke", name
     assert bench.BenchConfig(**{"packed_tokens": 32768, "pack_max_texts": 256}).pack_max_texts == 256
 
 

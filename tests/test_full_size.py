@@ -12,7 +12,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from kdcourse import full_size
+from kdcourse.perf import full_size
 from kdcourse.models import expand_released, load_tokenizer, tiny_config
 from kdcourse.profiles import get_profile
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from kdcourse import attention
-from kdcourse.packing import PackedCollator, pack_by_length, packed_logits
+from kdcourse.perf import attention
+from kdcourse.perf.packing import PackedCollator, pack_by_length, packed_logits
 from kdcourse.utils import to_device
 
 sys.path.insert(0, str(Path(__file__).parent / "support"))

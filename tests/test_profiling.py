@@ -1,7 +1,7 @@
-"""`kdcourse.profiling`: GPU kernels sorted into classes by name, per-step budgets."""
+"""`kdcourse.perf.profiling`: GPU kernels sorted into classes by name, per-step budgets."""
 import pytest
 
-from kdcourse import profiling
+from kdcourse.perf import profiling
 
 
 @pytest.mark.parametrize("name, expected", [

@@ -1,12 +1,11 @@
-"""`make bench`: tokens/s, MFU and peak memory of the reference distillation step, the soft-label
-pass and a Hugging Face Trainer baseline, in one run. The code is `kdcourse.bench`.
+"""Deprecated: `make bench` and `python -m kdcourse.perf.bench` run the benchmark. This path still
+works for a while: it says so on stderr and runs `kdcourse.perf.bench` with the same arguments."""
+import sys
 
-    make bench                    # the cpu profile's tiny models (checks the command)
-    make bench PROFILE=gpu        # ModernBERT-base / -large shapes, random weights, bf16, one GPU
-    python solutions/reference/bench.py --profile gpu --steps 30 --compile true
-"""
-from kdcourse.bench import main
 from kdcourse.errors import run_cli
+from kdcourse.perf.bench import main
 
 if __name__ == "__main__":
+    print("warning: solutions/reference/bench.py is deprecated, use `python -m kdcourse.perf.bench` "
+          "(or make bench)", file=sys.stderr)
     run_cli(main)

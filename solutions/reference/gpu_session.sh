@@ -10,7 +10,7 @@
 #   ROWS="b128_varlen b128_graphs" bash solutions/reference/gpu_session.sh   # these rows only ("tests": the
 #                                                    # tests, "full_size": the full-size run)
 #   BENCH_PROFILE=smoke BUDGET=1500 bash solutions/reference/gpu_session.sh   # the script itself, on CPU
-# Figures from earlier sessions: solutions/reference/gpu_results/README.md.
+# Figures from earlier sessions: docs/benchmarks.md (raw JSON in solutions/reference/gpu_results/).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
@@ -27,7 +27,7 @@ fi
 nvidia-smi -L || echo "no nvidia-smi: the gpu tests skip, the bench runs on CPU"
 CUDA=$($PY - <<'PY'
 import sys, torch, transformers
-from kdcourse.attention import torch_varlen_kernel, varlen_available
+from kdcourse.perf.attention import torch_varlen_kernel, varlen_available
 from kdcourse.models import attention_implementation
 print(f"torch {torch.__version__}, transformers {transformers.__version__}, varlen_attn "
       f"{torch_varlen_kernel() is not None}, usable {varlen_available()}, auto -> {attention_implementation()}",
@@ -39,12 +39,12 @@ left() { echo $((BUDGET - SECONDS)); }
 wanted() { [ -z "${ROWS:-}" ] || [[ " $ROWS " == *" $1 "* ]]; }
 # 0. the full-size run (issue 17): teacher fine-tuning, soft labels, hard and distilled students at the
 #    released shapes, each stage's time, tokens/s, peak memory and finiteness -> $OUT/full_size/.
-#    Estimated ~3 min on an H100/H200 (docs/benchmarks.md); its limit stays under 8.
+#    Its estimated time: docs/benchmarks.md; its limit stays under 8 minutes.
 limit=$(left); [ "$limit" -gt "${FULL_LIMIT:-480}" ] && limit=${FULL_LIMIT:-480}
 if ! wanted full_size; then
     echo "== full_size not in ROWS"
 elif [ "$limit" -ge 60 ]; then
-    timeout "$limit" $PY -m kdcourse.full_size --profile "$FULL_PROFILE" --out_dir "$OUT/full_size" \
+    timeout "$limit" $PY -m kdcourse.perf.full_size --profile "$FULL_PROFILE" --out_dir "$OUT/full_size" \
         > /tmp/full_size.log 2>&1
     rc=$?
     echo "== full_size (exit $rc, ${SECONDS}s)"; cat "$OUT/full_size/full_size.md" 2>/dev/null || tail -20 /tmp/full_size.log
@@ -59,21 +59,23 @@ limit=$(left); [ "$limit" -gt 120 ] && limit=120
 if ! wanted tests; then
     echo "== gpu tests not in ROWS"
 elif [ "$limit" -ge 10 ]; then
-    timeout "$limit" $PY -m pytest -q -p no:cacheprovider -m gpu tests/test_attention.py tests/test_packing.py tests/test_utils.py \
+    timeout "$limit" $PY -m pytest -q -p no:cacheprovider -m gpu tests/test_attention.py tests/test_packing.py tests/test_master_weights.py \
         2>&1 | tail -4
 else
     echo "== gpu tests skipped: $(left) s left of BUDGET=$BUDGET"
 fi
 
+ROW_DIR=$(mktemp -d)  # each row set's bench.json, moved to $OUT/NAME.json when it ends
 bench() {  # bench NAME ARGS...: one process per row set, its own time limit; the JSON goes to $OUT
     local name=$1; shift
     local limit=${LIMIT:-150} log=/tmp/bench_$name.log
     if ! wanted "$name"; then echo "== $name not in ROWS"; return; fi
     if [ "$(left)" -lt 60 ]; then echo "== $name skipped: $(left) s left of BUDGET=$BUDGET"; return; fi
     [ "$(left)" -lt "$limit" ] && limit=$(left)
-    timeout "$limit" $PY -m kdcourse.bench --profile "$BENCH_PROFILE" --kernel_table 12 --steps 15 --warmup 2 \
-        --out "$OUT/$name.json" "$@" > "$log" 2>&1
+    timeout "$limit" $PY -m kdcourse.perf.bench --profile "$BENCH_PROFILE" --kernel_table 12 --steps 15 --warmup 2 \
+        --out_dir "$ROW_DIR/$name" "$@" > "$log" 2>&1
     local rc=$?
+    [ -f "$ROW_DIR/$name/bench.json" ] && mv "$ROW_DIR/$name/bench.json" "$OUT/$name.json"  # kept on a timeout too
     echo "== $name (exit $rc, ${SECONDS}s): $*"; grep -A20 "^measurement" "$log" || tail -5 "$log"
     [ $rc -eq 0 ] || { echo "== $name (exit $rc)"; cat "$log"; } >> "$OUT/failures.log"
 }
@@ -84,13 +86,13 @@ baseline() {  # the eager step and soft labels: once a call (old results were mo
 gpu_only() {  # FlexAttention has no CPU backward: its rows need CUDA
     if [ "$CUDA" = 1 ]; then bench "$@"; else echo "== $1 skipped: FlexAttention needs CUDA for training"; fi
 }
-# Attention is the largest gap (25 of 91 ms a step at batch 128, for 5% of the FLOPs), so its candidates
-# come first, beside an SDPA baseline from the same machine. With GPU and host time about equal, a
+# Attention is the largest gap for its share of the FLOPs (the batch-128 budget in docs/benchmarks.md), so
+# its candidates come first, beside an SDPA baseline from the same machine. With GPU and host time about equal, a
 # faster kernel shows fully only once CUDA graphs take the host's launches away.
 # The first row set that runs times the eager step and the soft-label pass; the others time only
 # their own rows (`baseline`: any JSON in $OUT means a row set of this call measured them already).
 # 2. the same-machine baseline: batch 128, SDPA, compiled per layer; and the same with bf16 weights and
-#    fp32 master copies (kdcourse.traffic counts 28% fewer bytes through the fused kernels)
+#    fp32 master copies (kdcourse.perf.traffic counts fewer bytes through the fused kernels: docs/benchmarks.md)
 LIMIT=210 bench b128_sdpa --attention sdpa --batch_size 128 --trainer false --soft_label_batches 1 --compile true \
     --bf16_weights true
 # 3. a flash-class attention under compile: FlexAttention (block masks for padding and windows)
@@ -117,4 +119,5 @@ LIMIT=200 bench b128_graphs --attention sdpa --batch_size 128 --trainer false $(
 bench packed8k --attention sdpa --trainer false $(baseline) --packed_tokens 8192 --compile true
 # 10. the profile's batch (32): eager and compiled per layer, kd_varlen, the Trainer, soft labels
 bench b32 --attention sdpa --compare_attention kd_varlen --compile true
+rm -rf "$ROW_DIR"
 echo "gpu_session: ${SECONDS}s"

@@ -39,7 +39,8 @@ from kdcourse.notebook import load_graded_functions  # noqa: E402
 from kdcourse.paths import RUNS_DIR, SOLUTION_NOTEBOOK  # noqa: E402
 from kdcourse.profiles import get_profile  # noqa: E402
 from kdcourse.teacher import get_teacher, sample_caps  # noqa: E402
-from kdcourse.utils import MasterWeights, set_seed  # noqa: E402
+from kdcourse.perf.master_weights import MasterWeights  # noqa: E402
+from kdcourse.utils import set_seed  # noqa: E402
 
 logger = logging.getLogger("train_distill")
 

@@ -100,7 +100,7 @@ def resolve_attention(name: str = "auto") -> str:
     if check_attention(name) == "auto":
         return attention_implementation()
     if name == "kd_varlen":
-        from kdcourse.attention import register
+        from kdcourse.perf.attention import register
         register()
     return name
 

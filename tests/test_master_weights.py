@@ -1,10 +1,10 @@
-"""kdcourse.utils.MasterWeights: bf16 weights in the model, fp32 updates in the optimizer."""
+"""kdcourse.perf.master_weights.MasterWeights: bf16 weights in the model, fp32 updates in the optimizer."""
 import io
 
 import pytest
 import torch
 
-from kdcourse.utils import MasterWeights
+from kdcourse.perf.master_weights import MasterWeights
 
 
 def model_and_copy():
