@@ -74,7 +74,7 @@ def grade_notebooks(paths: dict, *, hide=(), jobs: int = 1, case_seconds=None, t
     error, a signal) is graded again in a fresh session, then given zeros with "internal grader
     error" if that fails too; a partial set of tests is never scored.
     """
-    from autograder.sandbox import worker_user
+    from autograder.isolation import worker_user
     from kdcourse.notebook import NotebookError, read_notebook
     worker_user()                         # a KDGRADE_WORKER_USER that names no one stops here
     done = set()
@@ -215,7 +215,7 @@ def grade_folder(submissions: str | Path, out: str | Path, jobs: int = 1, progre
     Two runs into one `out` at once are refused: the second would drop the first one's rows."""
     from filelock import FileLock, Timeout
 
-    from autograder.sandbox import worker_user
+    from autograder.isolation import worker_user
     submissions, out = Path(submissions), Path(out)
     students = find_students(submissions)
     worker_user()                         # a KDGRADE_WORKER_USER that names no one stops here

@@ -16,6 +16,7 @@ $AUTOGRADER_ROOT/results/results.json: bad input gets score 0 and a message, nev
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import fnmatch
 import json
@@ -209,24 +210,25 @@ def run(root: Path) -> GradescopeResults:
 # ---------------------------------------------------------------- the bundle
 # Not in the bundle: tools for the instructor's machine (benchmark, nbgrader's preprocessor).
 NOT_BUNDLED = ("bench_grading.py", "nbgrader_grade.py")
-# What the grading side imports of kdcourse (the worker imports none of it): this module and the
-# kdcourse modules it imports, followed as the student kit follows them.
-KDCOURSE_ROOTS = {"kdcourse.notebook"}
 
 
 def bundle_files() -> dict[str, Path]:
     """{path in the zip: file here}: Gradescope's two scripts at the root, the pinned requirements,
-    the autograder package (hidden suites, trusted side, every sandbox.WORKER_FILES file) and the
+    the autograder package (hidden suites, trusted side, every isolation.WORKER_FILES file) and the
     parts of kdcourse it imports. No solution notebook: the suites hold their own references."""
-    from autograder.sandbox import WORKER_FILES
+    from autograder.isolation import WORKER_FILES
     files = {name: HERE / "bundle" / name for name in ("setup.sh", "run_autograder")}
     files["requirements.txt"] = REPO / "requirements.txt"
     package = {p.name for p in HERE.glob("*.py")} - set(NOT_BUNDLED) | set(WORKER_FILES)
     for name in sorted(package) + [CONFIG.name]:
         files[f"autograder/{name}"] = HERE / name
-    from autograder.student_kit import package_closure
+    # the kdcourse modules the bundled files import (the worker imports none), followed as the
+    # student kit follows them
+    from autograder.student_kit import imported_names, package_closure
+    roots = set().union(*(imported_names(ast.parse((HERE / name).read_text()), "autograder")
+                          for name in package if name.endswith(".py")))
     source = REPO / "src"
-    for path in package_closure(KDCOURSE_ROOTS, source).values():
+    for path in package_closure(roots, source).values():
         files[f"src/{path.relative_to(source).as_posix()}"] = path
     return files
 

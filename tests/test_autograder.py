@@ -229,7 +229,7 @@ def check_contained(result, before):
 def check_hostile_cells_are_contained(graded):
     """Writes, deletes, reads of the course, subprocess, socket, exit at import, output floods:
     all contained, in bubblewrap where it works here."""
-    from autograder.sandbox import bwrap_works
+    from autograder.isolation import bwrap_works
     result = graded["grades"]["hostile-contained"]
     assert result["sandbox"] is bwrap_works()
     check_contained(result, graded["before"])
@@ -281,17 +281,17 @@ def test_student_code_runs_unprivileged_where_it_can_and_says_as_whom(monkeypatc
     interpreter under /root is unreadable to nobody, so that is the path taken."""
     import pwd
 
-    from autograder import sandbox
+    from autograder import isolation
     if not bwrap:
         monkeypatch.setenv("KDGRADE_NO_BWRAP", "1")
-    sandbox.bwrap_works.cache_clear()
-    sandbox.worker_identity.cache_clear()
+    isolation.bwrap_works.cache_clear()
+    isolation.worker_identity.cache_clear()
     try:
         run, (uid, gid, threads) = run_whoami()
     finally:
-        sandbox.bwrap_works.cache_clear()
-        sandbox.worker_identity.cache_clear()
-    assert run["sandbox"] is (bwrap and sandbox.bwrap_works())
+        isolation.bwrap_works.cache_clear()
+        isolation.worker_identity.cache_clear()
+    assert run["sandbox"] is (bwrap and isolation.bwrap_works())
     if os.geteuid() != 0:
         assert run["worker_user"] is None and uid == os.getuid()
     elif run["worker_user"] == "root":
@@ -313,26 +313,26 @@ def test_whom_a_root_grader_runs_student_code_as(monkeypatch, value, expected, h
     accounts by name; root (uid 0) keeps root; anything else is refused with a message."""
     import pwd
 
-    from autograder import sandbox
+    from autograder import isolation
     accounts = {"root": (0, 0), **({"nobody": (65534, 65534)} if has_nobody else {})}
 
     def getpwnam(name):
         if name not in accounts:
             raise KeyError(name)
         return pwd.struct_passwd((name, "x", *accounts[name], "", "/", "/bin/sh"))
-    monkeypatch.setattr(sandbox.os, "geteuid", lambda: 0)
-    monkeypatch.setattr(sandbox.pwd, "getpwnam", getpwnam)
+    monkeypatch.setattr(isolation.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(isolation.pwd, "getpwnam", getpwnam)
     if value is None:
         monkeypatch.delenv("KDGRADE_WORKER_USER", raising=False)
     else:
         monkeypatch.setenv("KDGRADE_WORKER_USER", value)
     if expected is SystemExit:
         with pytest.raises(SystemExit, match="is not a user on this machine"):
-            sandbox.worker_user()
+            isolation.worker_user()
         return
     if value is None and not has_nobody:
         expected = ("uid 65534", 65534, 65534)
-    assert sandbox.worker_user() == expected
+    assert isolation.worker_user() == expected
 
 
 def test_a_worker_user_that_names_no_one_is_refused_before_grading(tmp_path, monkeypatch):
@@ -409,7 +409,7 @@ def check_the_summary_says_how_student_code_ran(graded):
     import re
 
     from autograder.grade import sandbox_summary
-    from autograder.sandbox import bwrap_works
+    from autograder.isolation import bwrap_works
     ran = [g for g in graded["grades"].values() if g.get("sandbox") is not None]
     summary = sandbox_summary(graded["grades"])
     assert sum(map(int, re.findall(r"\((\d+)\)", summary))) == len(ran) > 0, summary

@@ -186,7 +186,7 @@ def test_borrowing_from_memory_or_disk_scores_zero(tmp_path, monkeypatch, plante
     result = grade_notebook(mutants.write(tmp_path / "nb.ipynb", BORROWERS),
                             case_seconds=CASE_SECONDS)
     if bwrap:
-        from autograder.sandbox import bwrap_works
+        from autograder.isolation import bwrap_works
         assert result["sandbox"] is bwrap_works()
     else:
         assert result["sandbox"] is False
@@ -218,11 +218,11 @@ def test_one_items_cell_cannot_break_another_item(tmp_path):
 def test_worker_files_are_those_the_sandbox_binds():
     """The grader's loss is a worker file (bound into bubblewrap for train_student's process)
     and no longer part of cases.py, which every item's process imports."""
-    from autograder import sandbox
-    assert "grader_loss.py" in sandbox.WORKER_FILES
-    assert all((REPO / "autograder" / name).exists() for name in sandbox.WORKER_FILES)
+    from autograder import isolation
+    assert "grader_loss.py" in isolation.WORKER_FILES
+    assert all((REPO / "autograder" / name).exists() for name in isolation.WORKER_FILES)
     assert "kl_div" not in (REPO / "autograder" / "cases.py").read_text()
-    assert all(os.path.isabs(p) for p in sandbox._import_roots())
+    assert all(os.path.isabs(p) for p in isolation.import_roots())
 
 
 IMPORTS_THE_COURSE = '''import importlib

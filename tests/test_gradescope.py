@@ -71,7 +71,7 @@ def run_autograder(root: Path, python: str = sys.executable) -> dict:
 
 
 def test_the_bundle_holds_the_scripts_suites_and_worker_and_no_solution(bundle):
-    from autograder.sandbox import WORKER_FILES
+    from autograder.isolation import WORKER_FILES
     with zipfile.ZipFile(bundle) as zf:
         names = set(zf.namelist())
         modes = {i.filename: i.external_attr >> 16 for i in zf.infolist()}
