@@ -240,7 +240,7 @@ def test_hostile_cells_are_contained_without_bwrap(tmp_path, monkeypatch):
     monkeypatch.setenv("KDGRADE_NO_BWRAP", "1")
     before = fingerprint()
     result = grade_notebook(mutants.write(tmp_path / "nb.ipynb", HOSTILE_CONTAINED),
-                            case_seconds=CASE_SECONDS)
+                            case_seconds=CASE_SECONDS).to_json()
     assert result["sandbox"] is False
     check_contained(result, before)
 
@@ -343,7 +343,7 @@ def test_a_worker_user_that_names_no_one_is_refused_before_grading(tmp_path, mon
             grade_folder(tmp_path / "subs", tmp_path / "out", progress=False)
         assert not (tmp_path / "out").exists()
     else:                    # only a root grader switches users: the variable is not read
-        assert grade_folder(tmp_path / "subs", tmp_path / "out", progress=False)["alice"]["total"] == 60
+        assert grade_folder(tmp_path / "subs", tmp_path / "out", progress=False)["alice"].total == 60
 
 
 def test_the_grading_sessions_warnings_reach_the_instructor(tmp_path, monkeypatch, caplog):
@@ -353,7 +353,7 @@ def test_the_grading_sessions_warnings_reach_the_instructor(tmp_path, monkeypatc
     monkeypatch.delenv("KDGRADE_NO_BWRAP", raising=False)     # this test is about bwrap missing
     caplog.set_level("WARNING")
     result = grade_notebook(SOLUTION)
-    assert result["total"] == 60 and result["sandbox"] is False
+    assert result.total == 60 and result.sandbox.bubblewrap is False
     assert any(r.name == "autograder.sandbox" and "bubblewrap (bwrap) is not installed" in r.getMessage()
                for r in caplog.records), [r.getMessage() for r in caplog.records]
 
@@ -389,6 +389,7 @@ def test_a_grading_session_that_stops_early_never_scores_a_part(tmp_path, monkey
     done = []
     results = grade_notebooks({"a": SOLUTION, "b": release, "c": release},
                               case_seconds=CASE_SECONDS, on_done=done.append)
+    results = {sid: result.to_json() for sid, result in results.items()}
     assert (tmp_path / "crashes").read_text() == "0", "the injected crash did not happen"
     assert sorted(done) == ["a", "b", "c"]               # each submission counted once
     assert results["a"]["total"] == 60                   # graded before the crash: kept
@@ -411,7 +412,7 @@ def check_the_summary_says_how_student_code_ran(graded):
     from autograder.grade import sandbox_summary
     from autograder.isolation import bwrap_works
     ran = [g for g in graded["grades"].values() if g.get("sandbox") is not None]
-    summary = sandbox_summary(graded["grades"])
+    summary = sandbox_summary(graded["results"])
     assert sum(map(int, re.findall(r"\((\d+)\)", summary))) == len(ran) > 0, summary
     assert ("no bubblewrap" in summary) is not bwrap_works(), summary
     if os.geteuid() == 0 and bwrap_works():
@@ -440,12 +441,22 @@ def check_make_grade_folder_outputs(graded, tmp_path):
     for sid in ("alice", "bob", "carol"):
         shutil.copytree(graded["subs"] / sid, again_subs / sid)
     again = grade_folder(again_subs, out, jobs=1, progress=False)
-    assert again == {sid: grades[sid] for sid in ("alice", "bob", "carol")}
+    assert {sid: r.to_json() for sid, r in again.items()} == {sid: grades[sid] for sid in ("alice", "bob", "carol")}
     # the gradebook is updated, not replaced: every student is still in it, the old one is kept
     assert json.loads((out / "grades.json").read_text()) == grades
     assert len((out / "grades.csv").read_text().splitlines()) == len(grades) + 1
     [kept] = (out / "history").iterdir()
     assert json.loads((kept / "grades.json").read_text()) == grades
+
+
+def check_results_read_back_from_json_are_the_same(graded):
+    """Every typed result (graded, broken, missing, with written answers) survives grades.json:
+    from_json(to_json()) is the same result, and what grades.json holds is its to_json()."""
+    from autograder.results import SubmissionResult
+    book = json.loads((graded["out"] / "grades.json").read_text())
+    for sid, result in graded["results"].items():
+        assert SubmissionResult.from_json(result.to_json()) == result, sid
+        assert SubmissionResult.from_json(book[sid]).to_json() == book[sid] == result.to_json(), sid
 
 
 @pytest.mark.parametrize("content", ["{not json", '{"alice": 60}', "[]"])
@@ -491,20 +502,28 @@ def test_grade_folder_of_sample_submissions(tmp_path, subtests):
     subs = tmp_path / "subs"
     write_submissions(subs, tmp_path)
     before = fingerprint()
-    grades = grade_folder(subs, tmp_path / "out", jobs=2, progress=False, case_seconds=CASE_SECONDS)
-    graded = {"grades": grades, "out": tmp_path / "out", "subs": subs, "before": before}
+    results = grade_folder(subs, tmp_path / "out", jobs=2, progress=False, case_seconds=CASE_SECONDS)
+    grades = {sid: result.to_json() for sid, result in results.items()}
+    graded = {"grades": grades, "results": results, "out": tmp_path / "out", "subs": subs,
+              "before": before}
     assert sorted(grades) == sorted(p.name for p in subs.iterdir())
     for name, check in CHECKS:
         with subtests.test(msg=name):
             check(graded)
+    with subtests.test(msg="json-round-trip"):
+        check_results_read_back_from_json_are_the_same(graded)
     with subtests.test(msg="folder-outputs"):
         check_make_grade_folder_outputs(graded, tmp_path / "again")
 
 
-def test_wrong_submissions_path_is_a_clear_error(tmp_path):
+@pytest.mark.parametrize("flag", ["--out_dir", "--out"])
+def test_wrong_submissions_path_is_a_clear_error(tmp_path, flag):
+    """Also with the old spelling --out, which still works and says it is deprecated."""
     proc = subprocess.run([sys.executable, "-m", "autograder.grade", str(tmp_path / "nope"),
-                           "--out", str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True)
+                           flag, str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode != 0 and "is not a folder" in proc.stderr
+    deprecated = "autograder.grade: warning: --out is deprecated, use --out_dir"
+    assert (deprecated in proc.stderr) is (flag == "--out"), proc.stderr
 
 
 def test_nbgrader_autograde_flow(tmp_path):
