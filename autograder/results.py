@@ -15,7 +15,6 @@ always raises earns nothing.
 from __future__ import annotations
 
 import dataclasses
-from typing import Union
 
 from autograder import ITEMS, MAX_POINTS
 
@@ -133,7 +132,7 @@ class WrittenResult:
                    data.get("answer", ""))
 
 
-Item = Union[ItemResult, WrittenResult]
+Item = ItemResult | WrittenResult
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,7 +170,8 @@ class SubmissionResult:
 
     # ------------------------------------------------------------ constructors
     @classmethod
-    def from_items(cls, items: dict[str, Item], sandbox: SandboxInfo | None = None) -> "SubmissionResult":
+    def from_items(cls, items: dict[str, Item],
+                   sandbox: SandboxInfo | None = None) -> "SubmissionResult":
         """total = automatic + marked written points; max_total = every item's maximum."""
         total = round(sum(i.score for i in items.values() if i.score is not None), 2)
         return cls(dict(items), total, float(sum(i.max_score for i in items.values())), sandbox)
@@ -222,8 +222,9 @@ class SubmissionResult:
             for check, worth in zip(item.checks, item.worths()):
                 output = ("passed" if check.counted else check.message) if check.passed \
                     else f"FAILED: {check.message}"
-                tests.append(gradescope_test(f"{name}: {check.name}", round(worth if check.earns else 0.0, 4),
-                                             round(worth, 4), output, visibility.of_check(name, check.name)))
+                tests.append(gradescope_test(
+                    f"{name}: {check.name}", round(worth if check.earns else 0.0, 4), round(worth, 4),
+                    output, visibility.of_check(name, check.name)))
         for name, item in self.written.items():
             if item.score is not None:
                 tests.append(gradescope_test(f"written: {name}", item.score, item.max_score,
