@@ -88,10 +88,10 @@ validate: $(STAMP)  ## the source passes its visible tests, the release fails th
 	@grep -q "^Success! The notebook does not pass any tests" .cache/validate-release.txt
 
 grade: $(STAMP)  ## grade a folder of submissions: make grade SUBMISSIONS=dir OUT=dir [JOBS=n] [ARGS=...]
-	$(PY) -m autograder.grade $(SUBMISSIONS) --out $(OUT) --jobs $(JOBS) $(ARGS)
+	$(PY) -m autograder.grade $(SUBMISSIONS) --out_dir $(OUT) --jobs $(JOBS) $(ARGS)
 
 gradescope: $(STAMP)  ## Gradescope's autograder bundle -> dist/gradescope/autograder.zip
-	$(PY) -m autograder.gradescope build --out dist/gradescope/autograder.zip
+	$(PY) -m autograder.gradescope build --out_dir dist/gradescope
 
 student-kit: $(STAMP)  ## what students get -> dist/student/, dist/week6-student.zip, dist/kdcourse-*.whl (hub)
 	$(PY) -m autograder.student_kit --out_dir dist

@@ -22,11 +22,11 @@ from pathlib import Path
 import pytest
 
 from autograder import ITEMS, judge, sandbox
-from autograder.protocol import GRADER_ERRORS, PROGRESS, RELAYED_LOG, error
+from autograder.isolation import Limits
+from autograder.protocol import GRADER_ERRORS, MISSING, PROGRESS, RELAYED_LOG, error
 from kdcourse.notebook import NotebookError, graded_cells
+from kdcourse.paths import SOLUTION_NOTEBOOK
 
-REPO = Path(__file__).resolve().parent.parent
-SOLUTION = REPO / "solutions" / "week6_distillation" / "distillation.ipynb"
 log = logging.getLogger("autograder")
 
 
@@ -50,7 +50,7 @@ GRADING = pytest.StashKey[GradingState]()
 
 def pytest_addoption(parser):
     group = parser.getgroup("autograder")
-    group.addoption("--submission", default=str(SOLUTION), help="the notebook to grade "
+    group.addoption("--submission", default=str(SOLUTION_NOTEBOOK), help="the notebook to grade "
                     "(default: the solution notebook, which must score full marks)")
     group.addoption("--batch", default=None, help="JSON list of {\"id\", \"path\"}: grade these "
                     "notebooks in one session instead of --submission")
@@ -59,13 +59,13 @@ def pytest_addoption(parser):
     group.addoption("--hide", action="append", default=[], help="a folder the worker must not see "
                     "(submissions, output); repeatable")
     group.addoption("--case-seconds", type=float, default=None, help="wall-clock limit per case")
-    group.addoption("--progress", action="store_true", help="print 'kdgrade-done <id>' on stderr "
+    group.addoption("--progress", action="store_true", help=f"print '{PROGRESS}<id>' on stderr "
                     "as each submission's worker finishes, and the grader's warnings as "
-                    "'kdgrade-log <json>' (autograder.grade logs them again in its own process)")
+                    f"'{RELAYED_LOG}<json>' (autograder.grade logs them again in its own process)")
 
 
 class RelayHandler(logging.Handler):
-    """Log records of this session as one 'kdgrade-log {"level", "name", "message"}' line each
+    """Log records of this session as one `RELAYED_LOG {"level", "name", "message"}` line each
     on stderr, for autograder.grade to log again: the instructor sees the sandbox's warnings."""
 
     def emit(self, record):
@@ -109,7 +109,7 @@ def load_sources(path: str) -> tuple[dict, list, str | None]:
     return sources, list(sources), None
 
 
-def grade_one(path: str, cases: dict, limits: sandbox.Limits, hide: list[str]) -> dict:
+def grade_one(path: str, cases: dict, limits: Limits, hide: list[str]) -> dict:
     """All `cases` against one notebook: its worker run (never raises for student code)."""
     sources, order, problem = load_sources(path)
     run = {"results": {}, "load_errors": {}, "sandbox": None, "log": [], "problem": problem}
@@ -121,7 +121,7 @@ def grade_one(path: str, cases: dict, limits: sandbox.Limits, hide: list[str]) -
         if case["fn"] not in sources:
             message = problem or (f"the notebook has no cell with grade_id '{case['fn']}': copy "
                                   "the cell back from the released notebook")
-            run["results"][case["id"]] = {"error": error("Missing", message)}
+            run["results"][case["id"]] = {"error": error(MISSING, message)}
     return run
 
 
@@ -135,7 +135,7 @@ def worker_runs(request):
         case = getattr(item, "callspec", None) and item.callspec.params.get("case")
         if isinstance(case, dict):
             cases.setdefault(case["id"], case)
-    limits = sandbox.Limits()
+    limits = Limits()
     if config.getoption("--case-seconds"):
         limits.case_seconds = config.getoption("--case-seconds")
     hide = config.getoption("--hide")

@@ -1,6 +1,6 @@
 """Grade a folder of submissions exported from an LMS: one <student_id>/distillation.ipynb each.
 
-    python -m autograder.grade SUBMISSIONS --out OUT [--jobs N]     (or: make grade SUBMISSIONS=... OUT=...)
+    python -m autograder.grade SUBMISSIONS --out_dir OUT [--jobs N]   (or: make grade SUBMISSIONS=... OUT=...)
 
 Writes OUT/grades.json, OUT/grades.csv, OUT/feedback/<id>.html, OUT/gradescope/<id>/results.json
 and OUT/written/answers.{csv,html} (the written answers, for TAs to mark; `--written` merges them).
@@ -10,7 +10,7 @@ gets zeros and a message.
 """
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -20,53 +20,18 @@ import sys
 import tempfile
 from pathlib import Path
 
-from autograder import ITEMS, MAX_POINTS
 from autograder.protocol import PROGRESS, RELAYED_LOG
+from autograder.results import SubmissionResult
+from kdcourse.cli import parse_config
+from kdcourse.errors import run_cli
 
 log = logging.getLogger("autograder.grade")
 HERE = Path(__file__).resolve().parent
 NOTEBOOK = "distillation.ipynb"
 
 
-def empty_result(message: str) -> dict:
-    """All four items at zero, each carrying `message`."""
-    items = {item: {"score": 0.0, "max_score": float(MAX_POINTS[item]),
-                    "tests": [{"name": "notebook", "passed": False, "message": message}]}
-             for item in ITEMS}
-    return {"items": items, "total": 0.0, "max_total": float(sum(MAX_POINTS.values()))}
-
-
-def score_report(report: dict) -> dict:
-    """Item scores from the suites' per-test report: max_points * counted weight / total weight.
-
-    A property check (marked `property_check`: raises ValueError, keeps the dtype, ...) counts only
-    when a value check of the same item passes, so a stub that returns a constant or always raises
-    earns nothing."""
-    items = {}
-    for item in ITEMS:
-        tests = [t for t in report["tests"] if t["item"] == item]
-        weight = sum(t["points"] for t in tests)
-        values_ok = any(t["passed"] and not t.get("property") for t in tests)
-        rows = []
-        for t in tests:
-            row = {"name": t["name"], "passed": t["passed"], "message": t["message"],
-                   "points": t["points"]}
-            if t["passed"] and t.get("property") and not values_ok:
-                row.update(counted=False, message=f"passes, but counts only once {item} computes "
-                           "the right values in at least one value check")
-            rows.append(row)
-        earned = sum(r["points"] for r in rows if r["passed"] and r.get("counted", True))
-        score = round(MAX_POINTS[item] * earned / weight, 2) if weight else 0.0
-        items[item] = {"score": score, "max_score": float(MAX_POINTS[item]), "tests": rows}
-        if not tests:
-            items[item]["tests"] = [{"name": "suite", "passed": False,
-                                     "message": "the grader ran no test for this item"}]
-    total = round(sum(i["score"] for i in items.values()), 2)
-    return {"items": items, "total": total, "max_total": float(sum(MAX_POINTS.values()))}
-
-
 def grade_notebooks(paths: dict, *, hide=(), jobs: int = 1, case_seconds=None, timeout=None,
-                    on_done=None) -> dict:
+                    on_done=None) -> dict[str, SubmissionResult]:
     """Grade {id: notebook path} in one pytest session, `jobs` workers at a time; {id: result}.
 
     Never raises for anything in a notebook. `on_done(id)` is called once as each one finishes.
@@ -74,7 +39,7 @@ def grade_notebooks(paths: dict, *, hide=(), jobs: int = 1, case_seconds=None, t
     error, a signal) is graded again in a fresh session, then given zeros with "internal grader
     error" if that fails too; a partial set of tests is never scored.
     """
-    from autograder.sandbox import worker_user
+    from autograder.isolation import worker_user
     from kdcourse.notebook import NotebookError, read_notebook
     worker_user()                         # a KDGRADE_WORKER_USER that names no one stops here
     done = set()
@@ -90,7 +55,7 @@ def grade_notebooks(paths: dict, *, hide=(), jobs: int = 1, case_seconds=None, t
             read_notebook(path)
             batch.append({"id": str(sid), "path": str(Path(path).resolve())})
         except NotebookError as err:      # the message names the file, not the instructor's folders
-            results[sid] = empty_result(str(err).replace(str(path), Path(path).name))
+            results[sid] = SubmissionResult.empty(str(err).replace(str(path), Path(path).name))
             finished(sid)
     session = dict(hide=hide, jobs=jobs, case_seconds=case_seconds, timeout=timeout, on_done=finished)
     report, failure = _grading_session(batch, **session) if batch else ({}, None)
@@ -104,13 +69,11 @@ def grade_notebooks(paths: dict, *, hide=(), jobs: int = 1, case_seconds=None, t
         sid = next(k for k in paths if str(k) == entry["id"])
         finished(sid)
         if not _complete(report.get(entry["id"])):
-            results[sid] = empty_result(
+            results[sid] = SubmissionResult.empty(
                 "grading took longer than the overall limit; tell your instructor"
                 if failure == "timeout" else "internal grader error; tell your instructor")
             continue
-        results[sid] = score_report(report[entry["id"]])
-        results[sid]["sandbox"] = report[entry["id"]].get("sandbox")
-        results[sid]["worker_user"] = report[entry["id"]].get("worker_user")
+        results[sid] = SubmissionResult.from_report(report[entry["id"]])
     return results
 
 
@@ -189,7 +152,8 @@ def _relay(payload: str) -> bool:
     return True
 
 
-def grade_notebook(path: str | Path, *, hide=(), timeout=None, case_seconds=None) -> dict:
+def grade_notebook(path: str | Path, *, hide=(), timeout=None,
+                   case_seconds=None) -> SubmissionResult:
     """Grade one notebook; never raises for anything in the notebook."""
     return grade_notebooks({"submission": path}, hide=hide, timeout=timeout,
                            case_seconds=case_seconds)["submission"]
@@ -207,7 +171,7 @@ def find_students(submissions: Path) -> list[str]:
 
 
 def grade_folder(submissions: str | Path, out: str | Path, jobs: int = 1, progress: bool = True,
-                 case_seconds=None) -> dict:
+                 case_seconds=None) -> dict[str, SubmissionResult]:
     """Grade every student folder; write all outputs under `out`; return {student_id: result}.
 
     A gradebook already in `out` is updated, like nbgrader's: this run's students replace their
@@ -215,7 +179,7 @@ def grade_folder(submissions: str | Path, out: str | Path, jobs: int = 1, progre
     Two runs into one `out` at once are refused: the second would drop the first one's rows."""
     from filelock import FileLock, Timeout
 
-    from autograder.sandbox import worker_user
+    from autograder.isolation import worker_user
     submissions, out = Path(submissions), Path(out)
     students = find_students(submissions)
     worker_user()                         # a KDGRADE_WORKER_USER that names no one stops here
@@ -258,46 +222,51 @@ def _grade_into(students, submissions: Path, out: Path, jobs, progress, case_sec
     return grades
 
 
+@dataclasses.dataclass
+class GradeConfig:
+    """`python -m autograder.grade SUBMISSIONS --out_dir OUT` (SUBMISSIONS is positional)."""
+    out_dir: Path = dataclasses.field(metadata={"help": "output folder (grades.json, grades.csv, ...)"})
+    jobs: int = dataclasses.field(default=1, metadata={"help": "students graded in parallel"})
+    case_seconds: float | None = dataclasses.field(
+        default=None, metadata={"help": "wall-clock limit of one grading case (default 20)"})
+    written: Path | None = dataclasses.field(default=None, metadata={
+        "help": "merge the TAs' points from this filled OUT/written/answers.csv into the gradebook "
+                "in OUT instead of grading (no notebook is regraded)"})
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("submissions", help=f"folder of <student_id>/{NOTEBOOK}")
-    parser.add_argument("--out", required=True, help="output folder (grades.json, grades.csv, ...)")
-    parser.add_argument("--jobs", type=int, default=1, help="students graded in parallel")
-    parser.add_argument("--case-seconds", type=float, default=None,
-                        help="wall-clock limit of one grading case (default 20)")
-    parser.add_argument("--written", type=Path, default=None, metavar="CSV",
-                        help="merge the TAs' points from this filled OUT/written/answers.csv into "
-                        "the gradebook in OUT instead of grading (no notebook is regraded)")
-    args = parser.parse_args(argv)
+    cfg, args = parse_config(GradeConfig, argv, description=__doc__.split("\n\n")[0],
+                             prog="autograder.grade",
+                             positional={"submissions": f"folder of <student_id>/{NOTEBOOK}"})
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.written:
+    if cfg.written:
         from autograder.written import merge_written
-        merged = merge_written(args.written, Path(args.out))
-        print(f"merged {merged} written mark(s) from {args.written} into {Path(args.out) / 'grades.json'}, "
+        merged = merge_written(cfg.written, cfg.out_dir)
+        print(f"merged {merged} written mark(s) from {cfg.written} into {cfg.out_dir / 'grades.json'}, "
               "grades.csv and the Gradescope files; no notebook was regraded")
         return
-    grades = grade_folder(args.submissions, args.out, args.jobs, case_seconds=args.case_seconds)
-    mean = sum(g["total"] for g in grades.values()) / len(grades)
-    most = max(g["max_total"] for g in grades.values())
-    book = json.loads((Path(args.out) / "grades.json").read_text())
+    grades = grade_folder(args.submissions, cfg.out_dir, cfg.jobs, case_seconds=cfg.case_seconds)
+    mean = sum(g.total for g in grades.values()) / len(grades)
+    most = max(g.max_total for g in grades.values())
+    book = json.loads((cfg.out_dir / "grades.json").read_text())
     earlier = f" (it keeps {len(book) - len(grades)} more from earlier runs)" if len(book) > len(grades) else ""
     print(f"graded {len(grades)} submissions, mean {mean:.1f}/{most:g}: "
-          f"{Path(args.out) / 'grades.json'}{earlier}")
+          f"{cfg.out_dir / 'grades.json'}{earlier}")
     print(sandbox_summary(grades))
 
 
-def sandbox_summary(grades: dict) -> str:
+def sandbox_summary(grades: dict[str, SubmissionResult]) -> str:
     """How the student code ran, counted over the submissions that ran any (for the instructor)."""
-    ran = [g for g in grades.values() if g.get("sandbox") is not None]
+    ran = [g.sandbox for g in grades.values() if g.ran_code]
     if not ran:
         return "no student code ran (every notebook was missing, broken or a release stub)"
     counts = {}
-    for g in ran:
-        how = ("bubblewrap" if g["sandbox"] else "no bubblewrap") + (
-            f", as {g['worker_user']}" if g.get("worker_user") else "")
+    for run in ran:
+        how = ("bubblewrap" if run.bubblewrap else "no bubblewrap") + (
+            f", as {run.worker_user}" if run.worker_user else "")
         counts[how] = counts.get(how, 0) + 1
     return "student code ran: " + "; ".join(f"{how} ({n})" for how, n in sorted(counts.items()))
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -1,11 +1,11 @@
-"""Gradescope's results.json (one typed result), and the bundle's per-submission entry point.
+"""Gradescope: when students see what, the bundle, and the bundle's per-submission entry point.
 
-    python -m autograder.gradescope build [--out dist/gradescope/autograder.zip]   (make gradescope)
+    python -m autograder.gradescope build [--out_dir dist/gradescope]   # -> DIR/autograder.zip (make gradescope)
     python -m autograder.gradescope run [--root /autograder]     # what the bundle's run_autograder runs
 
-`GradescopeResults.from_result` turns a result of `autograder.grade` into Gradescope's format:
-one entry in `tests` per graded check (its share of the item's points, and its hint as `output`),
-then one per marked written answer. `make grade` writes the same file per student
+`SubmissionResult.to_gradescope` (autograder/results.py) turns a result of `autograder.grade` into
+Gradescope's format: one entry in `tests` per graded check (its share of the item's points, and
+its hint as `output`), then one per marked written answer. `make grade` writes the same file per student
 (OUT/gradescope/<id>/results.json), so both paths give the same scores. When students see each
 entry is read from autograder/gradescope.toml (see docs/instructors.md).
 
@@ -15,18 +15,22 @@ $AUTOGRADER_ROOT/results/results.json: bad input gets score 0 and a message, nev
 """
 from __future__ import annotations
 
-import argparse
+import ast
 import dataclasses
 import fnmatch
 import json
 import logging
 import os
+import sys
 import time
 import tomllib
 import zipfile
 from pathlib import Path
 
-from autograder import ITEMS, MAX_POINTS
+from autograder import MAX_POINTS
+from autograder.results import SUBMISSION_CHECKS, gradescope_json, gradescope_test
+from kdcourse.cli import parse_config
+from kdcourse.errors import run_cli
 
 log = logging.getLogger("autograder.gradescope")
 HERE = Path(__file__).resolve().parent
@@ -34,8 +38,6 @@ CONFIG = HERE / "gradescope.toml"
 REPO = HERE.parent
 BUNDLE_ZIP = REPO / "dist" / "gradescope" / "autograder.zip"   # dist/ is git-ignored
 VISIBILITIES = ("visible", "after_due_date", "after_published", "hidden")
-# Names of the checks that report a problem with the upload itself (grade.empty_result, score_report).
-SUBMISSION_CHECKS = ("notebook", "suite")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,91 +75,23 @@ class Visibility:
         return cls(**table)
 
 
-@dataclasses.dataclass
-class GradescopeTest:
-    name: str
-    score: float
-    max_score: float
-    output: str
-    visibility: str
-
-    def to_json(self) -> dict:
-        return {"name": self.name, "score": self.score, "max_score": self.max_score,
-                "status": "passed" if self.score >= self.max_score else "failed",
-                "output": self.output, "visibility": self.visibility}
+def failure(message: str, execution_time: float | None = None,
+            visibility: Visibility | None = None) -> dict:
+    """results.json with score 0 for a submission that could not be graded at all; `message`
+    says why."""
+    visibility = visibility or Visibility()
+    test = gradescope_test("submission", 0.0, float(sum(MAX_POINTS.values())), message,
+                           visibility.submission)
+    return gradescope_json(0.0, [test], message, visibility.stdout, execution_time)
 
 
-@dataclasses.dataclass
-class GradescopeResults:
-    """One submission's results.json (Gradescope's autograder specification)."""
-    score: float
-    tests: list
-    output: str
-    stdout_visibility: str = "hidden"
-    execution_time: float | None = None
-
-    def to_json(self) -> dict:
-        data = {"score": self.score, "output": self.output,
-                "stdout_visibility": self.stdout_visibility,
-                "tests": [t.to_json() for t in self.tests]}
-        if self.execution_time is not None:
-            data["execution_time"] = round(self.execution_time, 1)
-        return data
-
-    def write(self, path: Path) -> Path:
-        """Replace `path` whole (Gradescope never reads half a file)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=1) + "\n")
-        tmp.replace(path)
-        return path
-
-    @classmethod
-    def from_result(cls, result: dict, visibility: Visibility | None = None,
-                    execution_time: float | None = None) -> "GradescopeResults":
-        """One test per check of each automatic item, then one per marked written answer; the
-        top-level score is the result's total (the sum of the tests, before their rounding)."""
-        visibility = visibility or Visibility.load()
-        tests = []
-        for item in ITEMS:
-            tests += _check_tests(item, result["items"][item], visibility)
-        for qid, written in result["items"].items():
-            if written.get("written") and written.get("score") is not None:
-                tests.append(GradescopeTest(f"written: {qid}", written["score"],
-                                            written["max_score"], written.get("comment") or "",
-                                            visibility.written))
-        problems = {t["message"] for item in ITEMS for t in result["items"][item]["tests"]
-                    if t["name"] in SUBMISSION_CHECKS}
-        lines = [f"{result['total']:g} of {result['max_total']:g} points", *sorted(problems)]
-        lines += [f"{item}: {r['score']:g} / {r['max_score']:g}" for item, r in result["items"].items()
-                  if r.get("score") is not None]
-        summary = "\n".join(lines)
-        return cls(score=result["total"], tests=tests, output=summary,
-                   stdout_visibility=visibility.stdout, execution_time=execution_time)
-
-    @classmethod
-    def failure(cls, message: str, execution_time: float | None = None,
-                visibility: Visibility | None = None) -> "GradescopeResults":
-        """Score 0 for a submission that could not be graded at all; `message` says why."""
-        visibility = visibility or Visibility()
-        test = GradescopeTest("submission", 0.0, float(sum(MAX_POINTS.values())), message,
-                              visibility.submission)
-        return cls(score=0.0, tests=[test], output=message, stdout_visibility=visibility.stdout,
-                   execution_time=execution_time)
-
-
-def _check_tests(item: str, item_result: dict, visibility: Visibility) -> list[GradescopeTest]:
-    """The item's checks, each worth MAX_POINTS * its weight / the item's total weight."""
-    checks = item_result["tests"]
-    weight = sum(t.get("points", 1) for t in checks) or 1
-    tests = []
-    for t in checks:
-        worth = MAX_POINTS[item] * t.get("points", 1) / weight
-        counted = t["passed"] and t.get("counted", True)
-        output = ("passed" if counted else t["message"]) if t["passed"] else f"FAILED: {t['message']}"
-        tests.append(GradescopeTest(f"{item}: {t['name']}", round(worth if counted else 0.0, 4),
-                                    round(worth, 4), output, visibility.of_check(item, t["name"])))
-    return tests
+def write_results(results: dict, path: Path) -> Path:
+    """Replace `path` whole (Gradescope never reads half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(results, indent=1) + "\n")
+    tmp.replace(path)
+    return path
 
 
 # ---------------------------------------------------------------- on Gradescope
@@ -183,7 +117,7 @@ def find_notebook(submission: Path) -> Path:
     return found[0]
 
 
-def run(root: Path) -> GradescopeResults:
+def run(root: Path) -> dict:
     """Grade the submission under `root` and write root/results/results.json; never raises for
     anything in the submission."""
     from autograder.grade import grade_notebook
@@ -194,39 +128,40 @@ def run(root: Path) -> GradescopeResults:
         notebook = find_notebook(root / "submission")
         log.info("grading %s", notebook)
         result = grade_notebook(notebook, hide=[root / "submission", root / "results"])
-        results = GradescopeResults.from_result(result, visibility, time.monotonic() - start)
+        results = result.to_gradescope(visibility, time.monotonic() - start)
     except SubmissionError as err:
-        results = GradescopeResults.failure(str(err), time.monotonic() - start, visibility)
+        results = failure(str(err), time.monotonic() - start, visibility)
     except Exception:  # noqa: BLE001  a crash would leave the student with no result at all
         log.exception("the autograder failed")
-        results = GradescopeResults.failure("internal grader error: tell your instructor",
-                                            time.monotonic() - start, visibility)
-    results.write(root / "results" / "results.json")
-    log.info("score %s: %s", results.score, root / "results" / "results.json")
+        results = failure("internal grader error: tell your instructor", time.monotonic() - start,
+                          visibility)
+    write_results(results, root / "results" / "results.json")
+    log.info("score %s: %s", results["score"], root / "results" / "results.json")
     return results
 
 
 # ---------------------------------------------------------------- the bundle
 # Not in the bundle: tools for the instructor's machine (benchmark, nbgrader's preprocessor).
 NOT_BUNDLED = ("bench_grading.py", "nbgrader_grade.py")
-# What the grading side imports of kdcourse (the worker imports none of it): this module and the
-# kdcourse modules it imports, followed as the student kit follows them.
-KDCOURSE_ROOTS = {"kdcourse.notebook"}
 
 
 def bundle_files() -> dict[str, Path]:
     """{path in the zip: file here}: Gradescope's two scripts at the root, the pinned requirements,
-    the autograder package (hidden suites, trusted side, every sandbox.WORKER_FILES file) and the
+    the autograder package (hidden suites, trusted side, every isolation.WORKER_FILES file) and the
     parts of kdcourse it imports. No solution notebook: the suites hold their own references."""
-    from autograder.sandbox import WORKER_FILES
+    from autograder.isolation import WORKER_FILES
     files = {name: HERE / "bundle" / name for name in ("setup.sh", "run_autograder")}
     files["requirements.txt"] = REPO / "requirements.txt"
     package = {p.name for p in HERE.glob("*.py")} - set(NOT_BUNDLED) | set(WORKER_FILES)
     for name in sorted(package) + [CONFIG.name]:
         files[f"autograder/{name}"] = HERE / name
-    from autograder.student_kit import package_closure
+    # the kdcourse modules the bundled files import (the worker imports none), followed as the
+    # student kit follows them
+    from autograder.student_kit import imported_names, package_closure
+    roots = set().union(*(imported_names(ast.parse((HERE / name).read_text()), "autograder")
+                          for name in package if name.endswith(".py")))
     source = REPO / "src"
-    for path in package_closure(KDCOURSE_ROOTS, source).values():
+    for path in package_closure(roots, source).values():
         files[f"src/{path.relative_to(source).as_posix()}"] = path
     return files
 
@@ -249,23 +184,58 @@ def build_bundle(out: Path = BUNDLE_ZIP) -> Path:
     return out
 
 
+@dataclasses.dataclass
+class BuildConfig:
+    """`build`: write the autograder.zip to upload to Gradescope."""
+    out_dir: Path = dataclasses.field(default=BUNDLE_ZIP.parent, metadata={
+        "help": f"folder to write {BUNDLE_ZIP.name} into (default dist/gradescope)"})
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """`run`: grade $AUTOGRADER_ROOT/submission -> results/results.json (on Gradescope)."""
+    root: Path = dataclasses.field(
+        default_factory=lambda: Path(os.environ.get("AUTOGRADER_ROOT", "/autograder")),
+        metadata={"help": "Gradescope's autograder folder (default $AUTOGRADER_ROOT or /autograder)"})
+
+
+COMMANDS = {"build": BuildConfig, "run": RunConfig}
+USAGE = ("usage: python -m autograder.gradescope {build,run} [options]\n"
+         "  build [--out_dir DIR]   write DIR/autograder.zip (default dist/gradescope)\n"
+         "  run [--root ROOT]       grade ROOT/submission -> ROOT/results/results.json")
+
+
+def _old_out_file(argv: list[str], prog: str) -> tuple[list[str], Path | None]:
+    """`build --out FILE` (the zip itself), the spelling before --out_dir: (argv without it, FILE)."""
+    for k, token in enumerate(argv):
+        flag, eq, value = token.partition("=")
+        if flag == "--out" and (eq or k + 1 < len(argv)):
+            print(f"{prog}: warning: --out FILE is deprecated, use --out_dir DIR (it writes "
+                  f"DIR/{BUNDLE_ZIP.name})", file=sys.stderr)
+            rest = argv[:k] + argv[k + (1 if eq else 2):]
+            return rest, Path(value if eq else argv[k + 1])
+    return argv, None
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Gradescope: build the bundle, or grade one submission.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    build = sub.add_parser("build", help="write the autograder.zip to upload to Gradescope")
-    build.add_argument("--out", type=Path, default=BUNDLE_ZIP, help="default: dist/gradescope/autograder.zip")
-    grade = sub.add_parser("run", help="grade $AUTOGRADER_ROOT/submission -> results/results.json")
-    grade.add_argument("--root", type=Path, default=Path(os.environ.get("AUTOGRADER_ROOT", "/autograder")),
-                       help="Gradescope's autograder folder (default $AUTOGRADER_ROOT or /autograder)")
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] in (["-h"], ["--help"]):
+        print(USAGE)
+        return
+    if not argv or argv[0] not in COMMANDS:
+        print(f"{USAGE}\nautograder.gradescope: error: choose build or run", file=sys.stderr)
+        raise SystemExit(2)
+    command, prog = argv[0], f"autograder.gradescope {argv[0]}"
+    rest, zip_path = _old_out_file(argv[1:], prog) if command == "build" else (argv[1:], None)
+    (cfg,) = parse_config(COMMANDS[command], rest, prog=prog, description=COMMANDS[command].__doc__)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.command == "build":
-        out = build_bundle(args.out)
+    if command == "build":
+        out = build_bundle(zip_path or cfg.out_dir / BUNDLE_ZIP.name)
         print(f"Gradescope bundle -> {out} ({len(bundle_files())} files, {out.stat().st_size // 1024} KiB): "
               "upload it as the assignment's autograder (docs/instructors.md)")
     else:
-        run(args.root.resolve())
+        run(cfg.root.resolve())
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -3,7 +3,8 @@
 Registered in nbgrader_config.py in place of `Execute`, so `nbgrader autograde` never runs the
 notebook: it grades the solution cells with autograder.grade (sandboxed worker), then writes each
 item's score as the numeric result of its `test_<item>` cell, with the failed checks as stdout
-(nbgrader reads the number as partial credit; nothing goes to stderr).
+(nbgrader reads the number as partial credit; nothing goes to stderr). The numbers come from
+`SubmissionResult.to_nbgrader` (autograder/results.py).
 """
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from traitlets import Bool
 
 from autograder import ITEMS
 from autograder.grade import grade_notebook
-from autograder.reports import feedback_lines
 
 
 class IsolatedGrade(Preprocessor):
@@ -34,15 +34,14 @@ class IsolatedGrade(Preprocessor):
             item = str(meta.get("grade_id", ""))[len("test_"):]
             if cell.cell_type != "code" or not meta.get("grade") or item not in ITEMS:
                 continue
-            r = result["items"][item]
-            points = float(meta.get("points", r["max_score"]))
-            score = round(points * r["score"] / r["max_score"], 2)
-            text = "\n".join(feedback_lines(r)) or "all hidden checks passed"
+            points = {f"test_{item}": meta["points"]} if "points" in meta else {}
+            graded = result.to_nbgrader(points)[f"test_{item}"]
+            score, text = graded["score"], graded["feedback"]
             cell.outputs = [
                 nbformat.v4.new_output("stream", name="stdout",
-                                       text=f"hidden tests: {score:g} / {points:g}\n{text}\n"),
+                                       text=f"hidden tests: {score:g} / {graded['max_score']:g}\n{text}\n"),
                 nbformat.v4.new_output("execute_result", data={"text/plain": repr(score)},
                                        execution_count=1)]
             cell.execution_count = 1
-        self.log.info("autograded with the hidden suites: total %s", result["total"])
+        self.log.info("autograded with the hidden suites: total %s", result.total)
         return nb, resources

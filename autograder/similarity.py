@@ -17,7 +17,6 @@ the top pairs. A missing or unreadable notebook is skipped and named, never fata
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import csv
 import hashlib
@@ -34,6 +33,8 @@ from copydetect import CodeFingerprint, compare_files
 from autograder import ITEMS
 from autograder.grade import NOTEBOOK, find_students
 from autograder.similarity_html import render_html
+from kdcourse.cli import parse_config
+from kdcourse.errors import run_cli
 from kdcourse.notebook import NotebookError, graded_cells
 from kdcourse.paths import RELEASE_NOTEBOOK, move_to_history
 
@@ -214,24 +215,28 @@ def compare_folder(folder: Path, release: Path = RELEASE_NOTEBOOK) -> Similarity
                             release_cells)
 
 
+@dataclass
+class SimilarityConfig:
+    """`python -m autograder.similarity SUBMISSIONS --out_dir OUT` (SUBMISSIONS is positional)."""
+    out_dir: Path = field(metadata={"help": "folder that receives similarity.csv and similarity.html"})
+    top: int = field(default=10, metadata={"help": "pairs printed, and shown in full in the HTML"})
+
+
 def main(argv=None) -> SimilarityReport:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("submissions", type=Path, help=f"folder of <student_id>/{NOTEBOOK}")
-    parser.add_argument("--out_dir", type=Path, required=True,
-                        help="folder that receives similarity.csv and similarity.html")
-    parser.add_argument("--top", type=int, default=10, help="pairs printed, and shown in full in the HTML")
-    args = parser.parse_args(argv)
-    report = compare_folder(args.submissions)
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    move_to_history(args.out_dir, OUTPUTS)  # an earlier report is kept, not overwritten
-    csv_path, html_path = (args.out_dir / name for name in OUTPUTS)
+    cfg, args = parse_config(SimilarityConfig, argv, description=__doc__.split("\n\n")[0],
+                             prog="autograder.similarity",
+                             positional={"submissions": f"folder of <student_id>/{NOTEBOOK}"})
+    report = compare_folder(Path(args.submissions))
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    move_to_history(cfg.out_dir, OUTPUTS)  # an earlier report is kept, not overwritten
+    csv_path, html_path = (cfg.out_dir / name for name in OUTPUTS)
     report.write_csv(csv_path)
-    html_path.write_text(render_html(report, top=max(args.top, 1)), encoding="utf-8")
+    html_path.write_text(render_html(report, top=max(cfg.top, 1)), encoding="utf-8")
     print(f"wrote {csv_path} and {html_path}")
-    print(report.summary(args.top))
+    print(report.summary(cfg.top))
     return report
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)
     sys.exit(0)

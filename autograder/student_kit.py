@@ -15,7 +15,6 @@ whose training loop would answer `train_student`, nor the benchmarks.
 """
 from __future__ import annotations
 
-import argparse
 import ast
 import json
 import shutil
@@ -23,9 +22,11 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from kdcourse.cli import parse_config
+from kdcourse.errors import run_cli
 from kdcourse.notebook import cell_source, read_notebook
 from kdcourse.paths import RELEASE_NOTEBOOK, REPO_ROOT
 
@@ -274,22 +275,26 @@ def build_wheel(out_dir: Path, repo_root: Path = REPO_ROOT, notebook: Path = REL
         return Path(shutil.move(str(built), Path(out_dir) / built.name))
 
 
+@dataclass
+class StudentKitConfig:
+    """`python -m autograder.student_kit [--out_dir dist] [--wheel false]`."""
+    out_dir: Path = field(default=REPO_ROOT / "dist", metadata={
+        "help": "folder that receives student/, week6-student.zip and the wheel"})
+    wheel: bool = field(default=True, metadata={"help": "also build the student wheel of kdcourse (true/false)"})
+
+
 def main(argv=None) -> StudentKit:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out_dir", type=Path, default=REPO_ROOT / "dist",
-                        help="folder that receives student/, week6-student.zip and the wheel")
-    parser.add_argument("--wheel", type=lambda v: v.lower() in ("1", "true", "yes"), default=True,
-                        help="also build the student wheel of kdcourse (true/false)")
-    args = parser.parse_args(argv)
-    kit = build_kit(args.out_dir)
+    (cfg,) = parse_config(StudentKitConfig, argv, description=__doc__.split("\n\n")[0],
+                          prog="autograder.student_kit")
+    kit = build_kit(cfg.out_dir)
     print(f"student kit: {kit.folder}/ ({len(kit.files)} files; kdcourse modules: "
           f"{', '.join(m.removeprefix(PACKAGE + '.') for m in kit.modules if m != PACKAGE)})")
     print(f"zip: {kit.zip_path} ({kit.zip_path.stat().st_size / 1e6:.1f} MB)")
-    if args.wheel:
-        wheel = build_wheel(args.out_dir)
+    if cfg.wheel:
+        wheel = build_wheel(cfg.out_dir)
         print(f"wheel: {wheel} ({wheel.stat().st_size / 1e6:.1f} MB): pip install it in a JupyterHub image")
     return kit
 
 
 if __name__ == "__main__":
-    sys.exit(main() and 0)
+    run_cli(main)

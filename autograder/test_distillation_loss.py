@@ -5,6 +5,7 @@ import torch.nn.functional as F
 
 from autograder.cases import make_labels, make_logits
 from autograder.judge import assert_matches, decode, tensor_of
+from autograder.protocol import is_a
 
 FN = "distillation_loss"
 
@@ -174,5 +175,5 @@ def test_rejects_invalid_arguments(case, observe):
     what = case["id"].split("/")[1]
     error = observe(case, expect_error=True)
     assert error is not None, f"no error for {what}: check the arguments and raise ValueError"
-    assert "ValueError" in error.get("mro", []), (
+    assert is_a(error, "ValueError"), (
         f"{what} raised {error.get('type')}, expected a ValueError that names the value")

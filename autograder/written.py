@@ -20,6 +20,8 @@ import logging
 import math
 from pathlib import Path
 
+from autograder.results import SubmissionResult, WrittenResult
+
 BLANK = "YOUR ANSWER HERE"
 NO_ANSWER = "no answer"
 COLUMNS = ("student_id", "question", "answer", "max_points", "points", "comment")
@@ -77,43 +79,35 @@ def is_blank(answer: str) -> bool:
     return answer.strip() in ("", BLANK)
 
 
-def written_item(question: Question, answer: str, previous: dict | None = None) -> dict:
+def written_item(question: Question, answer: str,
+                 previous: WrittenResult | None = None) -> WrittenResult:
     """The gradebook entry of one answer: 0 "no answer" if blank, the earlier marks if the text
     is unchanged, else not marked yet (score None)."""
-    item = {"written": True, "score": None, "max_score": question.points, "comment": "",
-            "answer": answer, "tests": []}
     if is_blank(answer):
-        item.update(score=0.0, comment=NO_ANSWER)
-    elif previous and previous.get("answer") == answer and previous.get("score") is not None:
-        item.update(score=previous["score"], comment=previous.get("comment", ""))
-    return item
+        return WrittenResult(question.id, 0.0, question.points, NO_ANSWER, answer)
+    if previous and previous.answer == answer and previous.score is not None:
+        return WrittenResult(question.id, previous.score, question.points, previous.comment, answer)
+    return WrittenResult(question.id, None, question.points, "", answer)
 
 
-def retotal(result: dict) -> dict:
-    """total = automatic + marked written points; max_total = every item's maximum."""
-    items = result["items"].values()
-    result["total"] = round(sum(i["score"] for i in items if i.get("score") is not None), 2)
-    result["max_total"] = float(sum(i["max_score"] for i in items))
-    return result
-
-
-def add_answers(grades: dict, notebooks: dict, previous: dict, asked: list[Question]) -> dict:
-    """Each graded result gains its written items (marks kept from `previous` where the answer
-    is unchanged); returns `grades`, updated in place."""
+def add_answers(grades: dict[str, SubmissionResult], notebooks: dict,
+                previous: dict[str, SubmissionResult], asked: list[Question]) -> dict[str, SubmissionResult]:
+    """Each graded result with its written items (marks kept from `previous` where the answer is
+    unchanged), totals recomputed."""
+    added = {}
     for sid, result in grades.items():
         answers = read_answers(notebooks[sid], asked)
-        before = previous.get(sid, {}).get("items", {})
-        for q in asked:
-            result["items"][q.id] = written_item(q, answers[q.id], before.get(q.id))
-        retotal(result)
-    return grades
+        before = previous[sid].written if sid in previous else {}
+        added[sid] = result.with_items({q.id: written_item(q, answers[q.id], before.get(q.id))
+                                        for q in asked})
+    return added
 
 
-def written_ids(book: dict) -> list[str]:
+def written_ids(book: dict[str, SubmissionResult]) -> list[str]:
     """The written question ids in a gradebook, in first-seen order."""
     ids = {}
     for result in book.values():
-        ids.update({k: None for k, v in result["items"].items() if v.get("written")})
+        ids.update(dict.fromkeys(result.written))
     return list(ids)
 
 
@@ -131,15 +125,15 @@ def write_sheets(book: dict, folder: Path, asked: list[Question]) -> Path:
     for q in asked:
         entries = []
         for sid, result in book.items():
-            item = result["items"].get(q.id)
+            item = result.written.get(q.id)
             if item is None:
                 continue
-            points = "" if item["score"] is None else f"{item['score']:g}"
-            writer.writerow([sid, q.id, item["answer"], f"{q.points:g}", points, item["comment"]])
+            points = "" if item.score is None else f"{item.score:g}"
+            writer.writerow([sid, q.id, item.answer, f"{q.points:g}", points, item.comment])
             mark = f"{points} / {q.points:g}" if points else "not marked yet"
             entries.append(f"<h3>{html.escape(sid)} ({html.escape(mark)}"
-                           f"{': ' + html.escape(item['comment']) if item['comment'] else ''})</h3>"
-                           f"<pre>{html.escape(item['answer'] or '(blank)')}</pre>")
+                           f"{': ' + html.escape(item.comment) if item.comment else ''})</h3>"
+                           f"<pre>{html.escape(item.answer or '(blank)')}</pre>")
         pages.append(f"<h2>{html.escape(q.id)} ({q.points:g} points)</h2>"
                      f"<blockquote><pre>{html.escape(q.prompt)}</pre></blockquote>" + "".join(entries))
     (folder / "answers.csv").write_text(rows.getvalue(), newline="")
@@ -194,14 +188,14 @@ def read_marks(path: Path, book: dict, asked: list[Question]) -> dict:
     return {key: value for key, value in marks.items() if value is not None}
 
 
-def merge_marks(book: dict, marks: dict) -> dict:
+def merge_marks(book: dict[str, SubmissionResult], marks: dict) -> dict[str, SubmissionResult]:
     """The gradebook with the TAs' points and comments in its written items, totals updated."""
-    for (sid, qid), (points, comment) in marks.items():
-        item = book[sid]["items"].setdefault(qid, {"written": True, "answer": "", "tests": []})
-        item.update(score=points, comment=comment)
-    for result in book.values():
-        retotal(result)
-    return book
+    merged = {}
+    for sid, result in book.items():
+        changed = {qid: dataclasses.replace(item, score=marks[(sid, qid)][0], comment=marks[(sid, qid)][1])
+                   for qid, item in result.written.items() if (sid, qid) in marks}
+        merged[sid] = result.with_items(changed)
+    return merged
 
 
 def merge_written(csv_path: Path, out: Path, solution=None) -> int:
@@ -214,14 +208,13 @@ def merge_written(csv_path: Path, out: Path, solution=None) -> int:
         raise SystemExit(f"no gradebook in {out}: run make grade first, then merge the written "
                          "answers into it")
     asked = questions(solution)
-    for result in book.values():       # a question the gradebook predates starts unmarked
-        for q in asked:
-            result["items"].setdefault(q.id, {"written": True, "score": None, "answer": "",
-                                              "comment": "", "tests": []})
-            result["items"][q.id]["max_score"] = q.points
+    for sid, result in book.items():    # a question the gradebook predates starts unmarked
+        book[sid] = result.with_items({q.id: dataclasses.replace(
+            result.written.get(q.id) or WrittenResult(q.id, None, q.points), max_score=q.points)
+            for q in asked})
     marks = read_marks(csv_path, book, asked)
     move_to_history(out, ("grades.json", "grades.csv"), copy=True)
-    reports.write_all(merge_marks(book, marks), out)
+    book = merge_marks(book, marks)
+    reports.write_all(book, out)
     write_sheets(book, out / "written", asked)
     return len(marks)
-

@@ -229,7 +229,7 @@ def check_contained(result, before):
 def check_hostile_cells_are_contained(graded):
     """Writes, deletes, reads of the course, subprocess, socket, exit at import, output floods:
     all contained, in bubblewrap where it works here."""
-    from autograder.sandbox import bwrap_works
+    from autograder.isolation import bwrap_works
     result = graded["grades"]["hostile-contained"]
     assert result["sandbox"] is bwrap_works()
     check_contained(result, graded["before"])
@@ -240,7 +240,7 @@ def test_hostile_cells_are_contained_without_bwrap(tmp_path, monkeypatch):
     monkeypatch.setenv("KDGRADE_NO_BWRAP", "1")
     before = fingerprint()
     result = grade_notebook(mutants.write(tmp_path / "nb.ipynb", HOSTILE_CONTAINED),
-                            case_seconds=CASE_SECONDS)
+                            case_seconds=CASE_SECONDS).to_json()
     assert result["sandbox"] is False
     check_contained(result, before)
 
@@ -281,17 +281,17 @@ def test_student_code_runs_unprivileged_where_it_can_and_says_as_whom(monkeypatc
     interpreter under /root is unreadable to nobody, so that is the path taken."""
     import pwd
 
-    from autograder import sandbox
+    from autograder import isolation
     if not bwrap:
         monkeypatch.setenv("KDGRADE_NO_BWRAP", "1")
-    sandbox.bwrap_works.cache_clear()
-    sandbox.worker_identity.cache_clear()
+    isolation.bwrap_works.cache_clear()
+    isolation.worker_identity.cache_clear()
     try:
         run, (uid, gid, threads) = run_whoami()
     finally:
-        sandbox.bwrap_works.cache_clear()
-        sandbox.worker_identity.cache_clear()
-    assert run["sandbox"] is (bwrap and sandbox.bwrap_works())
+        isolation.bwrap_works.cache_clear()
+        isolation.worker_identity.cache_clear()
+    assert run["sandbox"] is (bwrap and isolation.bwrap_works())
     if os.geteuid() != 0:
         assert run["worker_user"] is None and uid == os.getuid()
     elif run["worker_user"] == "root":
@@ -313,26 +313,26 @@ def test_whom_a_root_grader_runs_student_code_as(monkeypatch, value, expected, h
     accounts by name; root (uid 0) keeps root; anything else is refused with a message."""
     import pwd
 
-    from autograder import sandbox
+    from autograder import isolation
     accounts = {"root": (0, 0), **({"nobody": (65534, 65534)} if has_nobody else {})}
 
     def getpwnam(name):
         if name not in accounts:
             raise KeyError(name)
         return pwd.struct_passwd((name, "x", *accounts[name], "", "/", "/bin/sh"))
-    monkeypatch.setattr(sandbox.os, "geteuid", lambda: 0)
-    monkeypatch.setattr(sandbox.pwd, "getpwnam", getpwnam)
+    monkeypatch.setattr(isolation.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(isolation.pwd, "getpwnam", getpwnam)
     if value is None:
         monkeypatch.delenv("KDGRADE_WORKER_USER", raising=False)
     else:
         monkeypatch.setenv("KDGRADE_WORKER_USER", value)
     if expected is SystemExit:
         with pytest.raises(SystemExit, match="is not a user on this machine"):
-            sandbox.worker_user()
+            isolation.worker_user()
         return
     if value is None and not has_nobody:
         expected = ("uid 65534", 65534, 65534)
-    assert sandbox.worker_user() == expected
+    assert isolation.worker_user() == expected
 
 
 def test_a_worker_user_that_names_no_one_is_refused_before_grading(tmp_path, monkeypatch):
@@ -343,7 +343,7 @@ def test_a_worker_user_that_names_no_one_is_refused_before_grading(tmp_path, mon
             grade_folder(tmp_path / "subs", tmp_path / "out", progress=False)
         assert not (tmp_path / "out").exists()
     else:                    # only a root grader switches users: the variable is not read
-        assert grade_folder(tmp_path / "subs", tmp_path / "out", progress=False)["alice"]["total"] == 60
+        assert grade_folder(tmp_path / "subs", tmp_path / "out", progress=False)["alice"].total == 60
 
 
 def test_the_grading_sessions_warnings_reach_the_instructor(tmp_path, monkeypatch, caplog):
@@ -353,7 +353,7 @@ def test_the_grading_sessions_warnings_reach_the_instructor(tmp_path, monkeypatc
     monkeypatch.delenv("KDGRADE_NO_BWRAP", raising=False)     # this test is about bwrap missing
     caplog.set_level("WARNING")
     result = grade_notebook(SOLUTION)
-    assert result["total"] == 60 and result["sandbox"] is False
+    assert result.total == 60 and result.sandbox.bubblewrap is False
     assert any(r.name == "autograder.sandbox" and "bubblewrap (bwrap) is not installed" in r.getMessage()
                for r in caplog.records), [r.getMessage() for r in caplog.records]
 
@@ -389,6 +389,7 @@ def test_a_grading_session_that_stops_early_never_scores_a_part(tmp_path, monkey
     done = []
     results = grade_notebooks({"a": SOLUTION, "b": release, "c": release},
                               case_seconds=CASE_SECONDS, on_done=done.append)
+    results = {sid: result.to_json() for sid, result in results.items()}
     assert (tmp_path / "crashes").read_text() == "0", "the injected crash did not happen"
     assert sorted(done) == ["a", "b", "c"]               # each submission counted once
     assert results["a"]["total"] == 60                   # graded before the crash: kept
@@ -409,9 +410,9 @@ def check_the_summary_says_how_student_code_ran(graded):
     import re
 
     from autograder.grade import sandbox_summary
-    from autograder.sandbox import bwrap_works
+    from autograder.isolation import bwrap_works
     ran = [g for g in graded["grades"].values() if g.get("sandbox") is not None]
-    summary = sandbox_summary(graded["grades"])
+    summary = sandbox_summary(graded["results"])
     assert sum(map(int, re.findall(r"\((\d+)\)", summary))) == len(ran) > 0, summary
     assert ("no bubblewrap" in summary) is not bwrap_works(), summary
     if os.geteuid() == 0 and bwrap_works():
@@ -440,12 +441,22 @@ def check_make_grade_folder_outputs(graded, tmp_path):
     for sid in ("alice", "bob", "carol"):
         shutil.copytree(graded["subs"] / sid, again_subs / sid)
     again = grade_folder(again_subs, out, jobs=1, progress=False)
-    assert again == {sid: grades[sid] for sid in ("alice", "bob", "carol")}
+    assert {sid: r.to_json() for sid, r in again.items()} == {sid: grades[sid] for sid in ("alice", "bob", "carol")}
     # the gradebook is updated, not replaced: every student is still in it, the old one is kept
     assert json.loads((out / "grades.json").read_text()) == grades
     assert len((out / "grades.csv").read_text().splitlines()) == len(grades) + 1
     [kept] = (out / "history").iterdir()
     assert json.loads((kept / "grades.json").read_text()) == grades
+
+
+def check_results_read_back_from_json_are_the_same(graded):
+    """Every typed result (graded, broken, missing, with written answers) survives grades.json:
+    from_json(to_json()) is the same result, and what grades.json holds is its to_json()."""
+    from autograder.results import SubmissionResult
+    book = json.loads((graded["out"] / "grades.json").read_text())
+    for sid, result in graded["results"].items():
+        assert SubmissionResult.from_json(result.to_json()) == result, sid
+        assert SubmissionResult.from_json(book[sid]).to_json() == book[sid] == result.to_json(), sid
 
 
 @pytest.mark.parametrize("content", ["{not json", '{"alice": 60}', "[]"])
@@ -491,20 +502,28 @@ def test_grade_folder_of_sample_submissions(tmp_path, subtests):
     subs = tmp_path / "subs"
     write_submissions(subs, tmp_path)
     before = fingerprint()
-    grades = grade_folder(subs, tmp_path / "out", jobs=2, progress=False, case_seconds=CASE_SECONDS)
-    graded = {"grades": grades, "out": tmp_path / "out", "subs": subs, "before": before}
+    results = grade_folder(subs, tmp_path / "out", jobs=2, progress=False, case_seconds=CASE_SECONDS)
+    grades = {sid: result.to_json() for sid, result in results.items()}
+    graded = {"grades": grades, "results": results, "out": tmp_path / "out", "subs": subs,
+              "before": before}
     assert sorted(grades) == sorted(p.name for p in subs.iterdir())
     for name, check in CHECKS:
         with subtests.test(msg=name):
             check(graded)
+    with subtests.test(msg="json-round-trip"):
+        check_results_read_back_from_json_are_the_same(graded)
     with subtests.test(msg="folder-outputs"):
         check_make_grade_folder_outputs(graded, tmp_path / "again")
 
 
-def test_wrong_submissions_path_is_a_clear_error(tmp_path):
+@pytest.mark.parametrize("flag", ["--out_dir", "--out"])
+def test_wrong_submissions_path_is_a_clear_error(tmp_path, flag):
+    """Also with the old spelling --out, which still works and says it is deprecated."""
     proc = subprocess.run([sys.executable, "-m", "autograder.grade", str(tmp_path / "nope"),
-                           "--out", str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True)
+                           flag, str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode != 0 and "is not a folder" in proc.stderr
+    deprecated = "autograder.grade: warning: --out is deprecated, use --out_dir"
+    assert (deprecated in proc.stderr) is (flag == "--out"), proc.stderr
 
 
 def test_nbgrader_autograde_flow(tmp_path):

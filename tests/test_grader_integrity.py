@@ -184,9 +184,9 @@ def test_borrowing_from_memory_or_disk_scores_zero(tmp_path, monkeypatch, plante
     if not bwrap:
         monkeypatch.setenv("KDGRADE_NO_BWRAP", "1")
     result = grade_notebook(mutants.write(tmp_path / "nb.ipynb", BORROWERS),
-                            case_seconds=CASE_SECONDS)
+                            case_seconds=CASE_SECONDS).to_json()
     if bwrap:
-        from autograder.sandbox import bwrap_works
+        from autograder.isolation import bwrap_works
         assert result["sandbox"] is bwrap_works()
     else:
         assert result["sandbox"] is False
@@ -210,7 +210,8 @@ def test_one_items_cell_cannot_break_another_item(tmp_path):
     everyone when it loads: the three earlier items never see it, and train_student is still
     graded with the grader's own loss, bound before the cell ran. Full marks."""
     sources = dict(mutants.SOURCES, train_student=BREAKS_OTHERS + mutants.SOURCES["train_student"])
-    result = grade_notebook(mutants.write(tmp_path / "nb.ipynb", sources), case_seconds=CASE_SECONDS)
+    result = grade_notebook(mutants.write(tmp_path / "nb.ipynb", sources),
+                            case_seconds=CASE_SECONDS).to_json()
     assert result["total"] == 60, {i: [t for t in r["tests"] if not t["passed"]][:2]
                                    for i, r in result["items"].items()}
 
@@ -218,11 +219,11 @@ def test_one_items_cell_cannot_break_another_item(tmp_path):
 def test_worker_files_are_those_the_sandbox_binds():
     """The grader's loss is a worker file (bound into bubblewrap for train_student's process)
     and no longer part of cases.py, which every item's process imports."""
-    from autograder import sandbox
-    assert "grader_loss.py" in sandbox.WORKER_FILES
-    assert all((REPO / "autograder" / name).exists() for name in sandbox.WORKER_FILES)
+    from autograder import isolation
+    assert "grader_loss.py" in isolation.WORKER_FILES
+    assert all((REPO / "autograder" / name).exists() for name in isolation.WORKER_FILES)
     assert "kl_div" not in (REPO / "autograder" / "cases.py").read_text()
-    assert all(os.path.isabs(p) for p in sandbox._import_roots())
+    assert all(os.path.isabs(p) for p in isolation.import_roots())
 
 
 IMPORTS_THE_COURSE = '''import importlib
@@ -247,6 +248,7 @@ def test_the_course_package_is_out_of_reach(tmp_path, monkeypatch, bwrap):
     if not bwrap:
         monkeypatch.setenv("KDGRADE_NO_BWRAP", "1")
     sources = dict(mutants.SOURCES, train_student=IMPORTS_THE_COURSE)
-    result = grade_notebook(mutants.write(tmp_path / "nb.ipynb", sources), case_seconds=CASE_SECONDS)
+    result = grade_notebook(mutants.write(tmp_path / "nb.ipynb", sources),
+                            case_seconds=CASE_SECONDS).to_json()
     assert result["items"]["train_student"]["score"] == 0
     assert any("no course package" in t["message"] for t in result["items"]["train_student"]["tests"])

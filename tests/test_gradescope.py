@@ -71,7 +71,7 @@ def run_autograder(root: Path, python: str = sys.executable) -> dict:
 
 
 def test_the_bundle_holds_the_scripts_suites_and_worker_and_no_solution(bundle):
-    from autograder.sandbox import WORKER_FILES
+    from autograder.isolation import WORKER_FILES
     with zipfile.ZipFile(bundle) as zf:
         names = set(zf.namelist())
         modes = {i.filename: i.external_attr >> 16 for i in zf.infolist()}
@@ -102,7 +102,7 @@ def test_run_autograder_gives_make_grades_scores(tmp_path, bundle, subtests):
     notebooks = {"solution": SOLUTION, "release": release_notebook(tmp_path),
                  "buggy": mutants.write(tmp_path / "buggy.ipynb", sources),
                  "hostile": hostile_notebook(tmp_path / "hostile.ipynb")}
-    expected = grade_notebooks(notebooks, jobs=2)
+    expected = {name: r.to_json() for name, r in grade_notebooks(notebooks, jobs=2).items()}
     assert [expected[k]["total"] for k in ("solution", "release")] == [60, 0]
     assert 0 < expected["buggy"]["total"] < 60 and 0 < expected["hostile"]["total"] < 60
     for name, notebook in notebooks.items():

@@ -10,7 +10,8 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from autograder import MAX_POINTS, reports, written  # noqa: E402
-from autograder.grade import empty_result, grade_folder, main  # noqa: E402
+from autograder.grade import grade_folder, main  # noqa: E402
+from autograder.results import SubmissionResult  # noqa: E402
 
 SOLUTION = REPO / "solutions" / "week6_distillation" / "distillation.ipynb"
 RELEASE = REPO / "assignments" / "week6_distillation" / "distillation.ipynb"
@@ -75,7 +76,7 @@ def test_sheets_merge_into_every_gradebook_and_survive_a_regrade(tmp_path):
     # a TA marks alice's answer, then the CSV is merged
     alice_q1.update(points="4.5", comment="right limits; say why T^2")
     write_rows(out / "written" / "answers.csv", rows)
-    main([str(tmp_path / "subs"), "--out", str(out), "--written", str(out / "written" / "answers.csv")])
+    main([str(tmp_path / "subs"), "--out_dir", str(out), "--written", str(out / "written" / "answers.csv")])
     book = json.loads((out / "grades.json").read_text())
     assert book["alice"]["items"][Q1]["score"] == 4.5 and book["alice"]["total"] == 4.5
     assert set(book["alice"]["items"]["tempered_softmax"]) == {"score", "max_score", "tests"}
@@ -99,7 +100,7 @@ def test_sheets_merge_into_every_gradebook_and_survive_a_regrade(tmp_path):
 def gradebook(tmp_path) -> Path:
     """out/ holding alice's gradebook and sheets (zero automatic points; no grading run)."""
     notebook = answered_release(tmp_path / "subs" / "alice" / "distillation.ipynb")
-    book = written.add_answers({"alice": empty_result("not graded")}, {"alice": notebook}, {},
+    book = written.add_answers({"alice": SubmissionResult.empty("not graded")}, {"alice": notebook}, {},
                                QUESTIONS)
     out = tmp_path / "out"
     out.mkdir()
@@ -129,6 +130,6 @@ def test_a_bad_row_is_refused_by_number_and_nothing_changes(gradebook, kind):
     write_rows(sheet, rows)
     before = {p: p.read_bytes() for p in gradebook.rglob("*") if p.is_file()}
     with pytest.raises(SystemExit, match="nothing was changed") as err:
-        main(["subs", "--out", str(gradebook), "--written", str(sheet)])
+        main(["subs", "--out_dir", str(gradebook), "--written", str(sheet)])
     assert "row 3 (" in str(err.value) and reason in str(err.value), str(err.value)
     assert {p: p.read_bytes() for p in gradebook.rglob("*") if p.is_file()} == before

@@ -12,6 +12,7 @@ worker loads a student's from their submission. Cells run in a fresh namespace t
 """
 from __future__ import annotations
 
+import dis
 import json
 import sys
 import types
@@ -34,10 +35,47 @@ PARTS = {"tempered_softmax": "Part A", "distillation_loss": "Part B",
          "collect_teacher_logits": "Part C", "train_student": "Part D"}
 
 
+# nbgrader's release stub, as bytecode (CPython 3.11 to 3.13): a body that only raises
+# NotImplementedError, no arguments; a cell that only defines that function, with constant
+# defaults and no decorators or annotations (nothing a `def` line could run).
+_STUB_BODY_OPS = {"RESUME", "NOP", "LOAD_GLOBAL", "PUSH_NULL", "PRECALL", "CALL", "RAISE_VARARGS"}
+_STUB_CELL_OPS = {"RESUME", "NOP", "LOAD_CONST", "BUILD_CONST_KEY_MAP", "MAKE_FUNCTION",
+                  "SET_FUNCTION_ATTRIBUTE", "STORE_NAME", "RETURN_VALUE", "RETURN_CONST"}
+_DEFAULTS_ONLY = 0x01 | 0x02      # MAKE_FUNCTION / SET_FUNCTION_ATTRIBUTE: defaults, kw-defaults
+
+
+def is_stub_code(code: types.CodeType) -> bool:
+    """True when the function body `code` does nothing but `raise NotImplementedError()` (or
+    `raise NotImplementedError`): the release stub, whatever its docstring and comments."""
+    ops = [(i.opname, i.arg) for i in dis.get_instructions(code)]
+    return (code.co_names == ("NotImplementedError",) and ("RAISE_VARARGS", 1) in ops
+            and all(op in _STUB_BODY_OPS and (op not in ("PRECALL", "CALL") or not arg)
+                    for op, arg in ops)
+            and not any(isinstance(c, types.CodeType) for c in code.co_consts))
+
+
 def is_stub(fn) -> bool:
-    """True for nbgrader's release stub: a body that names nothing but NotImplementedError."""
+    """True for a function that is still nbgrader's release stub (`require_implemented`)."""
     code = getattr(fn, "__code__", None)
-    return code is not None and set(code.co_names) <= {"NotImplementedError"}
+    return isinstance(code, types.CodeType) and is_stub_code(code)
+
+
+def is_stub_cell(source: str, name: str) -> bool:
+    """True when a cell is only the release stub of `name`: `def name(...)` with constant defaults,
+    no decorators or annotations, and a body that only raises NotImplementedError. Compiled,
+    never run (the autograder skips such a cell instead of running student code)."""
+    try:
+        module = compile(source, f"<cell {name}>", "exec", dont_inherit=True)
+    except (SyntaxError, ValueError, OverflowError, RecursionError, MemoryError):
+        return False
+    functions = [c for c in module.co_consts if isinstance(c, types.CodeType)]
+    ops = list(dis.get_instructions(module))
+    return (module.co_names == (name,) and len(functions) == 1 and functions[0].co_name == name
+            and all(i.opname in _STUB_CELL_OPS for i in ops)
+            and sum(i.opname == "STORE_NAME" for i in ops) == 1
+            and all((i.arg or 0) & ~_DEFAULTS_ONLY == 0 for i in ops
+                    if i.opname in ("MAKE_FUNCTION", "SET_FUNCTION_ATTRIBUTE"))
+            and is_stub_code(functions[0]))
 
 
 def require_implemented(*functions) -> None:
