@@ -1,6 +1,6 @@
 """Benchmark: seconds to grade one submission, and 50 submissions with --jobs 2.
 
-    python -m autograder.bench_grading [--n 50] [--jobs 2]     (python autograder/bench_grading.py works too)
+    python -m autograder.bench_grading [--n 50] [--jobs 2]
 
 Prints wall and CPU seconds (this process and its children: the pytest session and the
 sandboxed workers) and the load average, since a shared machine inflates wall times.
@@ -9,17 +9,15 @@ import dataclasses
 import os
 import resource
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run as a script, not with -m
-from autograder import MAX_POINTS  # noqa: E402
-from autograder.grade import grade_folder, grade_notebook  # noqa: E402
-from kdcourse.cli import parse_config  # noqa: E402
-from kdcourse.errors import run_cli  # noqa: E402
-from kdcourse.paths import SOLUTION_NOTEBOOK  # noqa: E402
+from autograder import MAX_POINTS
+from autograder.grade import grade_folder, grade_notebook
+from kdcourse.cli import parse_config
+from kdcourse.errors import run_cli
+from kdcourse.paths import SOLUTION_NOTEBOOK
 
 
 @dataclasses.dataclass

@@ -90,7 +90,7 @@ def _grading_session(batch: list, *, hide, jobs, case_seconds, timeout,
         report_path, batch_path = Path(tmp) / "report.json", Path(tmp) / "batch.json"
         batch_path.write_text(json.dumps(batch))
         cmd = [sys.executable, "-m", "pytest", str(HERE), "-q", "--no-header", "-p", "no:cacheprovider",
-               "-p", "no:xdist", "-o", "addopts=", "--import-mode=importlib", "--rootdir", str(HERE),
+               "-p", "no:xdist", "-o", "addopts=", "-o", "pythonpath=", "--import-mode=importlib", "--rootdir", str(HERE),
                "-s", "--batch", str(batch_path), "--jobs", str(max(1, jobs)), "--progress",
                "--grading-report", str(report_path)]
         if case_seconds:

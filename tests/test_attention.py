@@ -3,8 +3,6 @@
 On CPU the unpadding and window logic run with `reference_varlen_kernel`; the `gpu` tests compare
 PyTorch's FlashAttention varlen kernel itself (bf16) with SDPA and are skipped without CUDA.
 """
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,8 +11,7 @@ from transformers import AutoModelForSequenceClassification
 from kdcourse.models import attention_implementation
 from kdcourse.perf import attention
 
-sys.path.insert(0, str(Path(__file__).parent / "support"))
-from tiny_modernbert import base_width_config, padded_batch, small_config  # noqa: E402
+from tiny_modernbert import base_width_config, padded_batch, small_config  # tests/support, on pytest's pythonpath
 
 needs_cuda = pytest.mark.skipif(not attention.varlen_available(), reason="needs a CUDA GPU and torch varlen_attn")
 

@@ -5,20 +5,17 @@ import os
 import shutil
 import subprocess
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))                          # the autograder package (course root)
-sys.path.insert(0, str(REPO / "tests" / "submissions"))
-import mutants  # noqa: E402
-from autograder import MAX_POINTS  # noqa: E402
-from autograder.grade import grade_folder, grade_notebook, grade_notebooks  # noqa: E402
+from autograder import MAX_POINTS
+from autograder.grade import grade_folder, grade_notebook, grade_notebooks
+from kdcourse.paths import REPO_ROOT as REPO
+from kdcourse.paths import SOLUTION_NOTEBOOK as SOLUTION
 
-SOLUTION = REPO / "solutions" / "week6_distillation" / "distillation.ipynb"
-RELEASE = REPO / "assignments" / "week6_distillation" / "distillation.ipynb"
+import mutants                  # tests/submissions, on pytest's pythonpath (pyproject.toml)
+from mutants import BUNDLES, release_notebook
 # One xdist worker runs these one after another: two grading sessions at once (each with hostile code
 # and its own worker pool) made the folder test lose every submission after the hostile ones in CI.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("autograder")]
@@ -31,34 +28,11 @@ def failed(result, item):
     return [t for t in result["items"][item]["tests"] if not t["passed"]]
 
 
-def bundles():
-    """Mutants of different items share a notebook (items are graded independently)."""
-    by_item = defaultdict(list)
-    for row in mutants.MISTAKES:
-        by_item[row[0]].append(row)
-    return [[rows[k] for rows in by_item.values() if k < len(rows)]
-            for k in range(max(map(len, by_item.values())))]
-
-
-BUNDLES = bundles()
-
-
 def one_student_folder(tmp_path: Path) -> Path:
     """tmp_path/subs holding alice's submission: the real solution."""
     (tmp_path / "subs" / "alice").mkdir(parents=True)
     shutil.copy(SOLUTION, tmp_path / "subs" / "alice")
     return tmp_path / "subs"
-
-
-def release_notebook(folder: Path) -> Path:
-    """The student release (every body `raise NotImplementedError()`)."""
-    from kdcourse.notebook import graded_cells
-    if RELEASE.exists():
-        return RELEASE
-    # not generated yet (make release): strip the solution the way nbgrader does
-    sources = {n: s.split("### BEGIN SOLUTION")[0] + "raise NotImplementedError()\n"
-               for n, s in graded_cells(SOLUTION).items() if n in MAX_POINTS}
-    return mutants.write(folder / "release.ipynb", sources)
 
 
 def write_submissions(subs: Path, tmp: Path) -> None:

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from autograder import MAX_POINTS
+from autograder.grade import grade_notebook
+
+import mutants                  # tests/submissions, on pytest's pythonpath (pyproject.toml)
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests" / "submissions"))
-import mutants  # noqa: E402
-from autograder import MAX_POINTS  # noqa: E402
-from autograder.grade import grade_notebook  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("autograder")]
 CASE_SECONDS = 5

@@ -11,15 +11,14 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))                          # the autograder package (course root)
-sys.path.insert(0, str(REPO / "tests" / "submissions"))
-sys.path.insert(0, str(REPO / "tests"))                # test_autograder's sample notebooks
-import mutants  # noqa: E402
-from autograder import ITEMS, MAX_POINTS  # noqa: E402
-from autograder.gradescope import build_bundle  # noqa: E402
+from autograder import ITEMS, MAX_POINTS
+from autograder.gradescope import build_bundle
+from kdcourse.paths import SOLUTION_NOTEBOOK as SOLUTION
 
-SOLUTION = REPO / "solutions" / "week6_distillation" / "distillation.ipynb"
+import mutants                  # tests/submissions, on pytest's pythonpath (pyproject.toml)
+
+REPO = Path(__file__).resolve().parent.parent
+
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("autograder")]
 
 # Gradescope's autograder specification (gradescope/autograder_samples, docs/specs.md).
@@ -95,7 +94,7 @@ def test_run_autograder_gives_make_grades_scores(tmp_path, bundle, subtests):
     """The solution, the release, classic mistakes and a hostile notebook with a cell deleted:
     each upload, under any name, scores what grade_notebooks gives the same file."""
     from autograder.grade import grade_notebooks
-    from test_autograder import BUNDLES, release_notebook
+    from mutants import BUNDLES, release_notebook
     sources = dict(mutants.SOURCES)
     for item, _, old, new, _, _ in BUNDLES[0]:
         sources[item] = mutants.mutate(item, old, new)[item]

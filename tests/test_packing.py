@@ -1,6 +1,4 @@
 """Sequence packing: the packed row gives each text the logits and gradients of a padded batch."""
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -10,8 +8,7 @@ from kdcourse.perf import attention
 from kdcourse.perf.packing import PackedCollator, pack_by_length, packed_logits
 from kdcourse.utils import to_device
 
-sys.path.insert(0, str(Path(__file__).parent / "support"))
-from tiny_modernbert import base_width_config, padded_batch, small_config  # noqa: E402
+from tiny_modernbert import base_width_config, padded_batch, small_config  # tests/support, on pytest's pythonpath
 
 
 def test_first_fit_decreasing_fills_packs_and_keeps_every_text():

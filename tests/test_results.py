@@ -1,15 +1,11 @@
 """The typed result (autograder/results.py): one points rule for the gradebook and Gradescope,
 property checks that count only with a value check, and every format read back unchanged."""
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))                          # the autograder package (course root)
-from autograder import ITEMS, MAX_POINTS  # noqa: E402
-from autograder.gradescope import Visibility  # noqa: E402
-from autograder.results import SubmissionResult, WrittenResult, share  # noqa: E402
+from autograder import ITEMS, MAX_POINTS
+from autograder.gradescope import Visibility
+from autograder.results import SubmissionResult, WrittenResult, share
 
 
 def row(item, name, passed, points=1.0, prop=False):

@@ -9,14 +9,13 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent / "submissions"))
-import mutants  # noqa: E402
-from correct_sources import SOURCES  # noqa: E402
-from independent_sources import COPY_OF_C, COPY_OF_SOLUTION, SOURCES_B, SOURCES_C  # noqa: E402
+from autograder import ITEMS, similarity
+from kdcourse.notebook import graded_cells, solution_sources
+from kdcourse.paths import RELEASE_NOTEBOOK, SOLUTION_NOTEBOOK
 
-from autograder import ITEMS, similarity  # noqa: E402
-from kdcourse.notebook import graded_cells, solution_sources  # noqa: E402
-from kdcourse.paths import RELEASE_NOTEBOOK, SOLUTION_NOTEBOOK  # noqa: E402
+import mutants                  # tests/submissions, on pytest's pythonpath (pyproject.toml)
+from correct_sources import SOURCES
+from independent_sources import COPY_OF_C, COPY_OF_SOLUTION, SOURCES_B, SOURCES_C
 
 INDEPENDENT = {"ana": None, "ben": SOURCES, "chloe": SOURCES_B, "dev": SOURCES_C}  # ana: the solution
 COPIES = {("ana", "erin"), ("dev", "finn")}  # erin copied ana, finn copied dev

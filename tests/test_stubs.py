@@ -1,15 +1,11 @@
 """One stub detector: the autograder (which skips a cell that is still the release stub, never
 running it) and the notebook's `require_implemented` (which stops an experiment cell early) give
 the same verdict, from `kdcourse.notebook`, on stubs, implementations and near-stubs."""
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))                          # the autograder package (course root)
-from autograder.sandbox import stub_cells  # noqa: E402
-from kdcourse.notebook import require_implemented  # noqa: E402
+from autograder.sandbox import stub_cells
+from kdcourse.notebook import require_implemented
 
 STUB = '''def tempered_softmax(logits, temperature=1.0, dim=-1):
     """Softmax of logits / temperature.

@@ -2,19 +2,15 @@
 format, any bad row is refused with nothing changed, and a regrade keeps the marks."""
 import csv
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-from autograder import MAX_POINTS, reports, written  # noqa: E402
-from autograder.grade import grade_folder, main  # noqa: E402
-from autograder.results import SubmissionResult  # noqa: E402
+from autograder import MAX_POINTS, reports, written
+from autograder.grade import grade_folder, main
+from autograder.results import SubmissionResult
+from kdcourse.paths import RELEASE_NOTEBOOK as RELEASE, SOLUTION_NOTEBOOK as SOLUTION
 
-SOLUTION = REPO / "solutions" / "week6_distillation" / "distillation.ipynb"
-RELEASE = REPO / "assignments" / "week6_distillation" / "distillation.ipynb"
 QUESTIONS = written.questions(SOLUTION)
 Q1 = QUESTIONS[0].id
 ANSWER = "As T -> 0 it is one-hot <b>argmax</b>; as T -> inf uniform & flat."

@@ -1,11 +1,10 @@
 """Sample submissions built from tests/submissions/correct_sources.py: the classic mistakes and
 hostile code, as (item, name, old text, new text, failing test, hint phrase) rows."""
 import json
-import sys
+from collections import defaultdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from correct_sources import SOURCES  # noqa: E402
+from correct_sources import SOURCES
 
 MISTAKES = [
     ("tempered_softmax", "temperature-multiplied", "logits / temperature", "logits * temperature",
@@ -105,3 +104,28 @@ def write(path: Path, sources: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(notebook(sources), indent=1))
     return path
+
+
+def bundles() -> list[list[tuple]]:
+    """MISTAKES grouped so that mutants of different items share a notebook (items are graded
+    independently): bundle k holds the k-th mistake of every item that has one."""
+    by_item = defaultdict(list)
+    for row in MISTAKES:
+        by_item[row[0]].append(row)
+    return [[rows[k] for rows in by_item.values() if k < len(rows)]
+            for k in range(max(map(len, by_item.values())))]
+
+
+BUNDLES = bundles()
+
+
+def release_notebook(folder: Path) -> Path:
+    """The student release (every body `raise NotImplementedError()`): the generated one, or,
+    before `make release` has run, the solution stripped the way nbgrader strips it."""
+    from kdcourse.notebook import GRADED_POINTS, graded_cells
+    from kdcourse.paths import RELEASE_NOTEBOOK, SOLUTION_NOTEBOOK
+    if RELEASE_NOTEBOOK.exists():
+        return RELEASE_NOTEBOOK
+    sources = {n: s.split("### BEGIN SOLUTION")[0] + "raise NotImplementedError()\n"
+               for n, s in graded_cells(SOLUTION_NOTEBOOK).items() if n in GRADED_POINTS}
+    return write(folder / "release.ipynb", sources)
