@@ -24,13 +24,12 @@ from pathlib import Path
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from kdcourse.data import COLUMNS, SPLITS
 from kdcourse.errors import run_cli
 from kdcourse.paths import DATA_DIR
 
 LABEL_MAP_PATH = DATA_DIR / "raw" / "label_map_issue_to_compact.json"
 EMBEDDED_SOURCE = DATA_DIR / "raw" / "cfpb_complaints_combined_lower.csv.gz"
-SPLITS = ("train", "validation", "test")
-COLUMNS = ["complaint_id", "text", "label", "product", "issue", "date_received"]
 # `other` is a catch-all ("Other features, terms, or problems", "Advertising and marketing"): its
 # texts resemble every class, so it adds noise rather than structure. See data/README.md.
 DROPPED_LABELS = ("other",)

@@ -17,6 +17,7 @@ import logging
 import shutil
 from pathlib import Path
 
+from kdcourse.data import SPLITS
 from kdcourse.errors import KDError, run_cli
 from kdcourse.paths import REPO_ROOT
 from kdcourse.profiles import Profile, get_profile
@@ -25,7 +26,6 @@ log = logging.getLogger(__name__)
 DIST_DIR = REPO_ROOT / "dist"      # built outputs to hand out (git-ignored)
 FINGERPRINT = "fingerprint.json"
 LABEL_MAP = "label_map.json"
-SPLITS = ("train", "validation", "test")
 
 
 class TeacherMismatchError(KDError, ValueError):
