@@ -292,8 +292,8 @@ def test_make_teacher_refuses_to_replace_a_teacher_and_keeps_it_when_told_to(tmp
         (folder / name).write_text(text)
     with pytest.raises(SystemExit, match=r"already at .*teacher \(validation macro-F1 0.912, 5400 s"
                                          r".*ARGS=--overwrite"):
-        main(["--profile", "smoke", "--output-dir", str(folder)])
+        main(["--profile", "smoke", "--output-dir", str(folder)])   # the old spelling still works
     assert {p.name: p.read_text() for p in folder.iterdir()} == old
-    main(["--profile", "smoke", "--output-dir", str(folder), "--overwrite"])
+    main(["--profile", "smoke", "--out_dir", str(folder), "--overwrite"])
     assert "ModernBertForSequenceClassification" in (folder / "config.json").read_text()
     assert {p.name: p.read_text() for p in (tmp_path / "teacher.previous").iterdir()} == old
