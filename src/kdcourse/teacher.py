@@ -1,6 +1,6 @@
 """Fine-tune a profile's teacher on the training split; select the epoch by validation macro-F1.
 
-    python -m kdcourse.teacher --profile cpu     # tiny teacher, a few minutes on 2 cores
+    python -m kdcourse.teacher --profile cpu     # tiny teacher, on CPU (time: docs/reference.md)
     python -m kdcourse.teacher --profile gpu     # ModernBERT-large, bf16, one GPU
     python -m kdcourse.teacher --profile cpu --folds 3   # out-of-fold teachers (kdcourse.oof)
 
