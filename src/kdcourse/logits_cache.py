@@ -65,6 +65,13 @@ def dataset_fingerprint(dataset, columns=("complaint_id", "text", "label")) -> s
     return digest.hexdigest()[:16]
 
 
+def soft_label_fingerprint(dataset, tokenizer_fp: str, teacher_fp: str, max_length: int) -> str:
+    """What a split's soft labels depend on: its rows (in order), tokenizer, teacher, max length.
+    With paths.soft_label_cache it names the split's cache file."""
+    return logits_fingerprint(data=dataset_fingerprint(dataset), tokenizer=tokenizer_fp,
+                              teacher=teacher_fp, max_length=max_length)
+
+
 def save_logits(path: str | Path, logits: torch.Tensor, fingerprint: str, **meta) -> Path:
     """Write `logits` [N, C] with its fingerprint; atomic (a crash never leaves half a file)."""
     path = Path(path)

@@ -9,9 +9,10 @@ the solution notebook's graded `collect_teacher_logits` (passed in as `collect`)
 
 A cache is `kdcourse.paths.soft_label_cache(profile, split, fingerprint)`, i.e.
 `.cache/logits/<profile>/<split>-<fingerprint>.safetensors`, the name the notebook's Part C cell
-builds too. The fingerprint covers the split's rows, the tokenizer, the teacher's weights and the
-max length, and is stored inside the file as well: a file whose stored fingerprint differs from its
-name's (copied or damaged by hand) is refused with StaleCacheError, never silently reused.
+builds too; the fingerprint is `kdcourse.logits_cache.soft_label_fingerprint` (both are in the
+student kit, this module is not). It covers the split's rows, the tokenizer, the teacher's weights
+and the max length, and is stored inside the file as well: a file whose stored fingerprint differs
+from its name's (copied or damaged by hand) is refused with StaleCacheError, never reused.
 Earlier versions of the reference named the cache `reference-<split>.safetensors`; such a file is
 renamed to the new name when its fingerprint matches, and left where it is otherwise.
 """
@@ -28,19 +29,12 @@ import torch
 from kdcourse import paths
 from kdcourse.data import SPLITS, make_loader
 from kdcourse.distributed import oom_hint
-from kdcourse.logits_cache import (StaleCacheError, adopt_legacy_cache, cached_logits, dataset_fingerprint,
-                                   logits_fingerprint, model_fingerprint, move_stale_aside,
-                                   tokenizer_fingerprint)
+from kdcourse.logits_cache import (StaleCacheError, adopt_legacy_cache, cached_logits, model_fingerprint,
+                                   move_stale_aside, soft_label_fingerprint, tokenizer_fingerprint)
 from kdcourse.profiles import Profile
 from kdcourse.utils import autocast
 
 logger = logging.getLogger(__name__)
-
-
-def soft_label_fingerprint(dataset, tokenizer_fp: str, teacher_fp: str, max_length: int) -> str:
-    """What a split's soft labels depend on: its rows (in order), tokenizer, teacher, max length."""
-    return logits_fingerprint(data=dataset_fingerprint(dataset), tokenizer=tokenizer_fp,
-                              teacher=teacher_fp, max_length=max_length)
 
 
 def legacy_soft_label_cache(profile: str, split: str) -> Path:
