@@ -32,7 +32,7 @@ OOF_KEYS = ("macro_f1", "agreement", "ece")
 
 @dataclass
 class DemoConfig:
-    toy: bool = field(default=True, metadata={"help": "the 2-D toy warm-up over the seeds (seconds)"})
+    toy: bool = field(default=True, metadata={"help": "the 2-D toy warm-up over the seeds (quick)"})
     omitted_class: str = field(default="debt_collection", metadata={
         "help": "the class removed from the transfer set (two more students per seed); '' skips it"})
     oof: bool = field(default=False, metadata={

@@ -77,7 +77,8 @@ class ReferenceConfig:
     notebook_max_train_samples: int | None = field(default=500, metadata={
         "help": "the executed notebook's MAX_TRAIN_SAMPLES (kept small: the full runs are here)"})
     recompute_stale_cache: bool = field(default=False, metadata={
-        "help": "move a stale soft-label cache aside (kept as *.stale-<fingerprint>) and recompute"})
+        "help": "move a soft-label cache whose stored fingerprint is not its name's aside (kept as "
+                "*.stale-<fingerprint>) and recompute"})
     device: str | None = field(default=None, metadata={"help": "cpu, cuda (default: cuda if visible)"})
 
     def __post_init__(self):
