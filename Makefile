@@ -45,7 +45,7 @@ data: $(STAMP)  ## rebuild data/cfpb/{train,validation,test}.parquet from the em
 	$(PY) -m kdcourse.data_build
 
 data-full: $(STAMP)  ## rebuild the splits from the full CFPB export: make data-full SOURCE=complaints.csv
-	$(PY) -m kdcourse.data_build --format cfpb-export --source $(SOURCE) --out data/cfpb_full
+	$(PY) -m kdcourse.data_build --format cfpb-export --source $(SOURCE) --out_dir data/cfpb_full
 
 teacher: $(STAMP)  ## fine-tune the profile's teacher -> checkpoints/<profile>/teacher [ARGS=--overwrite]
 	$(PY) -m kdcourse.teacher --profile $(PROFILE) $(ARGS)

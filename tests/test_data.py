@@ -22,7 +22,7 @@ def committed():
 
 def test_rebuild_reproduces_the_committed_splits(tmp_path, committed):
     """`make data` from the embedded source gives byte-for-byte the same rows."""
-    data_build.build(data_build.BuildConfig(out=tmp_path))
+    data_build.build(data_build.BuildConfig(out_dir=tmp_path))
     for split, frame in committed.items():
         pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / f"{split}.parquet"), frame)
     assert json.loads((tmp_path / "labels.json").read_text()) == EXPECTED_LABELS
@@ -56,7 +56,7 @@ def test_cfpb_export_format_builds_with_the_same_code(tmp_path):
     """`make data-full` code path, on a 62-row fixture in the public export's columns."""
     source = REPO_ROOT / "tests" / "fixtures" / "cfpb_export_sample.csv"
     splits = data_build.build(data_build.BuildConfig(source=source, format="cfpb-export",
-                                                     out=tmp_path))
+                                                     out_dir=tmp_path))
     rows = pd.concat(splits.values())
     assert 30 < len(rows) < 62  # empty narratives and `other` dropped
     assert set(rows["label"]) <= set(EXPECTED_LABELS)
@@ -68,7 +68,7 @@ def test_export_with_wrong_columns_names_them(tmp_path):
     bad = tmp_path / "complaints.csv"
     bad.write_text("Product,Issue\nMortgage,Other\n")
     with pytest.raises(ValueError, match="Consumer complaint narrative"):
-        data_build.build(data_build.BuildConfig(source=bad, format="cfpb-export", out=tmp_path))
+        data_build.build(data_build.BuildConfig(source=bad, format="cfpb-export", out_dir=tmp_path))
 
 
 def test_missing_source_file_says_what_to_do(tmp_path):

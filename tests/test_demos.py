@@ -133,18 +133,21 @@ def _fake_fold_set(profile, train, tokenizer, folds: int, done: int):
 @pytest.fixture
 def isolated(tmp_path, monkeypatch):
     import kdcourse.models
+    import kdcourse.paths
     monkeypatch.setattr(kdcourse.models, "CHECKPOINT_DIR", tmp_path / "checkpoints")
-    monkeypatch.setattr(oof, "CACHE_DIR", tmp_path / "cache")
+    monkeypatch.setattr(kdcourse.paths, "CACHE_DIR", tmp_path / "cache")
     return tmp_path
 
 
 def test_oof_logits_assemble_in_training_order(isolated, smoke_profile, smoke_splits, smoke_tokenizer):
     train = smoke_splits["train"]
-    _, assignment = _fake_fold_set(smoke_profile, train, smoke_tokenizer, 2, done=2)
+    folder, assignment = _fake_fold_set(smoke_profile, train, smoke_tokenizer, 2, done=2)
     logits = oof.load_oof_logits(smoke_profile, train, smoke_tokenizer, folds=2)
     assert logits.shape == (len(train), 8)
     assert logits[:, 0].tolist() == [float(f) for f in assignment], "row i holds its own fold's prediction"
-    assert oof.oof_cache_path(smoke_profile, 2).exists()
+    manifest = json.loads((folder / oof.MANIFEST).read_text())
+    path = oof.oof_cache_path(smoke_profile, manifest)
+    assert path.exists() and path.name == f"oof-k2-train-{oof.oof_fingerprint(manifest)}.safetensors"
 
 
 def test_oof_refuses_a_missing_partial_stale_or_changed_set(isolated, smoke_profile, smoke_splits,

@@ -64,3 +64,19 @@ def test_a_corrupt_or_repeated_stale_cache_is_moved_aside_without_overwriting(tm
         assert move_stale_aside(path, "fp") is not None and not path.exists()
     assert (tmp_path / "train.safetensors.stale-unreadable").read_bytes() == b"first broken file"
     assert (tmp_path / "train.safetensors.stale-unreadable.2").read_bytes() == b"second broken file"
+
+
+def test_the_notebook_names_its_soft_label_caches_as_the_package_does():
+    """One naming for soft-label caches: the notebook's cache cell builds (or calls)
+    paths.soft_label_cache's <split>-<fingerprint> name, as the reference run does."""
+    import json
+
+    from kdcourse import paths
+    from kdcourse.notebook import cell_source
+    cells = [cell_source(c) for c in json.loads(paths.SOLUTION_NOTEBOOK.read_text())["cells"]
+             if "cached_logits(" in cell_source(c)]
+    assert cells, "no cell of the solution notebook caches the teacher's logits"
+    inline = 'CACHE_DIR / "logits" / profile.name / f"{split}-{fingerprint}.safetensors"'
+    for source in cells:
+        assert "soft_label_cache(" in source or inline in source, source
+    assert paths.soft_label_cache("cpu", "train", "f00d") == paths.CACHE_DIR / "logits" / "cpu" / "train-f00d.safetensors"

@@ -15,10 +15,10 @@ import pytest
 
 from kdcourse.notebook import (GRADED_FUNCTIONS, GRADED_POINTS, PARTS, cell_source, is_stub, load_graded_functions,
                                require_implemented)
+from kdcourse.paths import RELEASE_NOTEBOOK, SOLUTION_NOTEBOOK
 
 REPO = Path(__file__).resolve().parents[1]
-SOURCE = REPO / "solutions" / "week6_distillation" / "distillation.ipynb"
-RELEASE = REPO / "assignments" / "week6_distillation" / "distillation.ipynb"
+SOURCE, RELEASE = SOLUTION_NOTEBOOK, RELEASE_NOTEBOOK  # the solution and its generated release
 TEST_POINTS = {f"test_{name}": points for name, points in GRADED_POINTS.items()}
 
 

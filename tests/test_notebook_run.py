@@ -14,10 +14,10 @@ import nbformat
 import pytest
 
 from kdcourse.notebook import GRADED_FUNCTIONS, PREAMBLE, cell_source
+from kdcourse.paths import RELEASE_NOTEBOOK, SOLUTION_NOTEBOOK
 
 REPO = Path(__file__).resolve().parents[1]
-SOURCE = REPO / "solutions" / "week6_distillation" / "distillation.ipynb"
-RELEASE = REPO / "assignments" / "week6_distillation" / "distillation.ipynb"
+SOURCE, RELEASE = SOLUTION_NOTEBOOK, RELEASE_NOTEBOOK  # the solution and its generated release
 # The smoke splits' first rows hold no debt_collection complaint: section 4b omits another class.
 SMOKE = {"PROFILE": "smoke", "SWEEP_TEMPERATURES": [1.0, 4.0], "SWEEP_ALPHAS": [0.5],
          "SWEEP_EPOCHS": 1, "OMITTED_CLASS": "payment_problem"}

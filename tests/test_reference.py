@@ -19,6 +19,7 @@ import train_distill  # noqa: E402
 
 from kdcourse.distributed import NonFiniteLossError, fit_distillation, oom_hint  # noqa: E402
 from kdcourse.logits_cache import StaleCacheError, cached_logits  # noqa: E402
+from kdcourse.soft_labels import soft_label_cache  # noqa: E402
 
 ROW_KEYS = {"accuracy", "macro_f1", "agreement", "kl_to_teacher", "ece", "params", "latency_ms",
             "train_seconds", "tokens_per_s"}
@@ -72,19 +73,45 @@ def check_demo_keys(saved: dict, report: str, folder: Path) -> None:
         assert (folder / name).exists() and f"({name})" in report, name
 
 
-def test_a_stale_soft_label_cache_is_refused_then_moved_aside(tmp_path, monkeypatch, smoke_profile,
-                                                              smoke_tokenizer, smoke_splits):
-    """Another teacher's cache is refused with a message; --recompute_stale_cache keeps it aside."""
-    monkeypatch.setattr(run_reference, "CACHE_DIR", tmp_path)
+def test_each_teacher_has_its_own_soft_label_cache_and_a_damaged_one_is_refused(
+        tmp_path, monkeypatch, smoke_profile, smoke_splits):
+    """Another teacher's soft labels go to another file (both kept); a file whose stored fingerprint
+    is not its name's is refused with a message, and --recompute_stale_cache keeps it aside."""
+    import kdcourse.paths
+    monkeypatch.setattr(kdcourse.paths, "CACHE_DIR", tmp_path)
     data = smoke_splits["train"]
-    path, old = run_reference.soft_label_cache("train", smoke_profile, data, "tok", "teacher-1", False)
-    cached_logits(path, old, lambda: torch.zeros(len(data), 8))
-    path, new = run_reference.soft_label_cache("train", smoke_profile, data, "tok", "teacher-2", False)
+    first, old = soft_label_cache("train", smoke_profile, data, "tok", "teacher-1")
+    assert first == kdcourse.paths.soft_label_cache(smoke_profile.name, "train", old)
+    cached_logits(first, old, lambda: torch.zeros(len(data), 8))
+    second, new = soft_label_cache("train", smoke_profile, data, "tok", "teacher-2")
+    assert second != first and cached_logits(second, new, lambda: torch.ones(len(data), 8)).eq(1).all()
+    assert cached_logits(first, old, lambda: torch.ones(len(data), 8)).eq(0).all(), "the first is kept"
+    second.unlink()
+    first.rename(second)            # teacher-1's logits under teacher-2's name
     with pytest.raises(StaleCacheError, match="Delete or move the file"):
-        cached_logits(path, new, lambda: torch.ones(len(data), 8))
-    path, new = run_reference.soft_label_cache("train", smoke_profile, data, "tok", "teacher-2", True)
+        cached_logits(second, new, lambda: torch.ones(len(data), 8))
+    path, new = soft_label_cache("train", smoke_profile, data, "tok", "teacher-2", recompute_stale=True)
     assert not path.exists() and list(tmp_path.rglob(f"*.stale-{old}")), "the stale file is kept aside"
     assert cached_logits(path, new, lambda: torch.ones(len(data), 8)).eq(1).all()
+
+
+def test_a_soft_label_cache_of_the_earlier_name_is_read_if_its_fingerprint_matches(
+        tmp_path, monkeypatch, smoke_profile, smoke_splits):
+    """reference-<split>.safetensors (the earlier fixed name) is renamed, not recomputed, when it
+    holds this teacher's fingerprint; another teacher's stays where it is, unused."""
+    import kdcourse.paths
+    from kdcourse.logits_cache import save_logits
+    from kdcourse.soft_labels import legacy_soft_label_cache
+    monkeypatch.setattr(kdcourse.paths, "CACHE_DIR", tmp_path)
+    data = smoke_splits["validation"]
+    legacy = legacy_soft_label_cache(smoke_profile.name, "validation")
+    _, fingerprint = soft_label_cache("validation", smoke_profile, data, "tok", "teacher-1")
+    save_logits(legacy, torch.full((len(data), 8), 3.0), fingerprint)
+    path, _ = soft_label_cache("validation", smoke_profile, data, "tok", "teacher-1")
+    assert not legacy.exists() and cached_logits(path, fingerprint, lambda: torch.ones(1)).eq(3).all()
+    save_logits(legacy, torch.zeros(len(data), 8), "another-teacher")
+    path, _ = soft_label_cache("validation", smoke_profile, data, "tok", "teacher-2")
+    assert legacy.exists() and not path.exists()
 
 
 @pytest.mark.slow
@@ -265,8 +292,8 @@ def test_make_teacher_refuses_to_replace_a_teacher_and_keeps_it_when_told_to(tmp
         (folder / name).write_text(text)
     with pytest.raises(SystemExit, match=r"already at .*teacher \(validation macro-F1 0.912, 5400 s"
                                          r".*ARGS=--overwrite"):
-        main(["--profile", "smoke", "--output-dir", str(folder)])
+        main(["--profile", "smoke", "--output-dir", str(folder)])   # the old spelling still works
     assert {p.name: p.read_text() for p in folder.iterdir()} == old
-    main(["--profile", "smoke", "--output-dir", str(folder), "--overwrite"])
+    main(["--profile", "smoke", "--out_dir", str(folder), "--overwrite"])
     assert "ModernBertForSequenceClassification" in (folder / "config.json").read_text()
     assert {p.name: p.read_text() for p in (tmp_path / "teacher.previous").iterdir()} == old

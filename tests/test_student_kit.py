@@ -89,8 +89,7 @@ def test_kit_holds_the_release_notebook_and_what_it_needs(kit):
             "data/cfpb/validation.parquet", "data/cfpb/test.parquet"} <= files
     # What the notebook imports is there; instructor-only modules are not.
     assert {"kdcourse.data", "kdcourse.teacher", "kdcourse.notebook", "kdcourse.paths"} <= set(kit.modules)
-    assert not {"kdcourse.bench", "kdcourse.distributed", "kdcourse.oof_train", "kdcourse.traffic",
-                "kdcourse.data_build"} & set(kit.modules)
+    assert not {"kdcourse.distributed", "kdcourse.oof_train", "kdcourse.data_build"} & set(kit.modules)
     # Of the TA tools, only the kd_varlen attention that models.resolve_attention can register.
     assert {m for m in kit.modules if m.startswith("kdcourse.perf.")} == {"kdcourse.perf.attention"}
     assert not [f for f in files if f.startswith(("solutions/", "autograder/", "data/raw/", "tests/"))]

@@ -44,7 +44,7 @@ def test_wheel_carries_the_splits_and_profiles(wheel):
     expected = student_kit.package_closure(student_kit.notebook_imports(RELEASE_NOTEBOOK) | {"kdcourse"},
                                            REPO_ROOT / "src")
     assert modules == set(expected)
-    assert not {"kdcourse.distributed", "kdcourse.bench", "kdcourse.traffic"} & modules
+    assert not {"kdcourse.distributed", "kdcourse.perf.bench", "kdcourse.perf.traffic"} & modules
     assert not [n for n in names if n.startswith(("solutions/", "autograder/", "data/raw"))]
 
 

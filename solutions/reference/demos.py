@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from kdcourse import demo_plots, plots
@@ -32,7 +32,7 @@ OOF_KEYS = ("macro_f1", "agreement", "ece")
 
 @dataclass
 class DemoConfig:
-    toy: bool = field(default=True, metadata={"help": "the 2-D toy warm-up over the seeds (seconds)"})
+    toy: bool = field(default=True, metadata={"help": "the 2-D toy warm-up over the seeds (quick)"})
     omitted_class: str = field(default="debt_collection", metadata={
         "help": "the class removed from the transfer set (two more students per seed); '' skips it"})
     oof: bool = field(default=False, metadata={
@@ -40,20 +40,21 @@ class DemoConfig:
     oof_folds: int = field(default=3, metadata={"help": "K of the out-of-fold teachers"})
 
 
-def run_demos(dcfg: DemoConfig, graded, cfg, profile, ctx: dict, distilled: list, out: Path,
+def run_demos(dcfg: DemoConfig, graded, cfg, profile, data, distilled: list, out: Path,
               train_one, save) -> dict:
     """metrics.json's `toy`, `omitted_class` and `oof` (those that ran), with `demo_seconds` per
-    stage; `save(metrics_part)` is called after each stage, so a failure loses nothing done."""
+    stage; `data` is the run's students.RunData, `train_one` students.train_one. `save(metrics_part)`
+    is called after each stage, so a failure loses nothing done."""
     part, seconds = {}, {}
-    first = ctx["teacher_logits"]["test"][0]
+    first = data.teacher_logits["test"][0]
     plots.plot_temperature_bars({T: (first / T).softmax(-1) for T in (1.0, 2.0, 5.0, 10.0)},
-                                ctx["label_names"], true_label=int(ctx["labels"]["test"][0]),
+                                data.label_names, true_label=int(data.labels["test"][0]),
                                 title="teacher's soft labels for test complaint 0",
                                 save_to=out / "temperature_bars.png")
     stages = [("toy", dcfg.toy, lambda: toy_stage(graded, cfg.seeds, out)),
               ("omitted_class", bool(dcfg.omitted_class),
-               lambda: omitted_stage(dcfg.omitted_class, graded, cfg, profile, ctx, out, train_one)),
-              ("oof", dcfg.oof, lambda: oof_stage(dcfg.oof_folds, graded, cfg, profile, ctx, distilled,
+               lambda: omitted_stage(dcfg.omitted_class, graded, cfg, profile, data, out, train_one)),
+              ("oof", dcfg.oof, lambda: oof_stage(dcfg.oof_folds, graded, cfg, profile, data, distilled,
                                                   out, train_one))]
     for name, wanted, stage in stages:
         if not wanted:
@@ -74,20 +75,20 @@ def toy_stage(graded, seeds, out: Path) -> dict:
     return toy
 
 
-def omitted_stage(label: str, graded, cfg, profile, ctx: dict, out: Path, train_one) -> dict:
-    label_id = label_index(label, ctx["label_names"])
-    absent = missing_from(label_id, training=ctx["labels"]["train"].tolist(), test=ctx["labels"]["test"].tolist())
+def omitted_stage(label: str, graded, cfg, profile, data, out: Path, train_one) -> dict:
+    label_id = label_index(label, data.label_names)
+    absent = missing_from(label_id, training=data.labels["train"].tolist(), test=data.labels["test"].tolist())
     if absent:  # the smoke profile's first rows hold no debt_collection complaint
         logger.warning("omitted class %s: none in the %s split, stage skipped", label, " or ".join(absent))
         return {"label": label, "skipped": f"no {label} complaint in the {' or '.join(absent)} split"}
-    reduced = ctx | {"train_data": without_class(ctx["train_data"], label_id)}
+    reduced = replace(data, train_data=without_class(data.train_data, label_id))
     results = []
     for seed in cfg.seeds:
         runs = {name: train_one(graded, cfg, profile, reduced, temperature=t, alpha=a, seed=seed,
                                 epochs=profile.student_epochs)
                 for name, (t, a) in {"hard": (1.0, 0.0), "distilled": (cfg.temperature, cfg.alpha)}.items()}
-        logits = OmittedLogits(teacher_val=ctx["teacher_logits"]["validation"],
-                               teacher_test=ctx["teacher_logits"]["test"], test_labels=ctx["labels"]["test"],
+        logits = OmittedLogits(teacher_val=data.teacher_logits["validation"],
+                               teacher_test=data.teacher_logits["test"], test_labels=data.labels["test"],
                                **{f"{name}_{split}": runs[name][f"{long}_logits"] for name in runs
                                   for split, long in (("val", "validation"), ("test", "test"))})
         results.append(omitted_class_result(label, label_id, logits, seed=seed))
@@ -97,21 +98,21 @@ def omitted_stage(label: str, graded, cfg, profile, ctx: dict, out: Path, train_
     return summary
 
 
-def oof_stage(folds: int, graded, cfg, profile, ctx: dict, distilled: list, out: Path, train_one) -> dict:
+def oof_stage(folds: int, graded, cfg, profile, data, distilled: list, out: Path, train_one) -> dict:
     if not (oof_dir(profile, folds) / "manifest.json").exists() and not profile.builds_tiny_models:
         raise FileNotFoundError(f"no out-of-fold teachers for profile {profile.name}: run `make teacher "
                                 f"PROFILE={profile.name} ARGS=\"--folds {folds}\"` first")
     start = time.perf_counter()
     train_fold_teachers(profile, folds)  # trains only the folds that are missing
     teacher_seconds = time.perf_counter() - start
-    oof_logits = load_oof_logits(profile, ctx["tokenized"]["train"], ctx["tokenizer"], folds)
-    with_oof = ctx | {"train_data": with_teacher_logits(ctx["tokenized"]["train"], oof_logits)}
+    oof_logits = load_oof_logits(profile, data.tokenized["train"], data.tokenizer, folds)
+    with_oof = replace(data, train_data=with_teacher_logits(data.tokenized["train"], oof_logits))
     runs = [train_one(graded, cfg, profile, with_oof, temperature=cfg.temperature, alpha=cfg.alpha,
                       seed=seed, epochs=profile.student_epochs) for seed in cfg.seeds]
-    labels = ctx["labels"]["train"]
+    labels = data.labels["train"]
     soft = {name: {"mean_top_probability": logits.softmax(-1).max(-1).values.mean().item(),
                    "accuracy": (logits.argmax(-1) == labels).float().mean().item()}
-            for name, logits in (("in_sample", ctx["teacher_logits"]["train"]), ("out_of_fold", oof_logits))}
+            for name, logits in (("in_sample", data.teacher_logits["train"]), ("out_of_fold", oof_logits))}
     oof = {"folds": folds, "seeds": list(cfg.seeds), "temperature": cfg.temperature, "alpha": cfg.alpha,
            "fold_teacher_seconds": teacher_seconds, "train_soft_labels": soft,
            "in_sample": {k: [r["test"][k] for r in distilled] for k in OOF_KEYS},

@@ -7,46 +7,43 @@
 
 Interrupted? Run the same command again: it resumes from <out_dir>/checkpoint.pt to the same result.
 The loss is the notebook's `distillation_loss`; rank 0 computes the soft labels once (the same
-fingerprinted cache as run_reference.py) and every rank reads them. Each rank trains on its share of
-the length-grouped batches, so the effective batch is world_size x train_batch_size.
+fingerprinted cache as run_reference.py, kdcourse.soft_labels) and every rank reads them. Each rank
+trains on its share of the length-grouped batches, so the effective batch is world_size x
+train_batch_size.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 import transformers
-from transformers import HfArgumentParser
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # run_reference's cache helpers
-from run_reference import predict, soft_label_cache  # noqa: E402
-
-from kdcourse.data import (LengthGroupedBatchSampler, PadCollator, load_label_names, load_splits,  # noqa: E402
+from kdcourse.cli import parse_config
+from kdcourse.data import (SPLITS, LengthGroupedBatchSampler, PadCollator, load_label_names, load_splits,
                            tokenize_splits)
-from kdcourse.distributed import (DistInfo, barrier, fit_distillation, init_distributed, shard,  # noqa: E402
-                                  unwrap, write_json)
+from kdcourse.distributed import DistInfo, barrier, fit_distillation, init_distributed, shard, unwrap, write_json
 from kdcourse.errors import UsageError, run_cli
-from kdcourse.logits_cache import (cached_logits, load_logits, model_fingerprint,  # noqa: E402
-                                   tokenizer_fingerprint)
-from kdcourse.metrics import evaluate_logits  # noqa: E402
-from kdcourse.models import load_student, load_tokenizer  # noqa: E402
-from kdcourse.notebook import load_graded_functions  # noqa: E402
-from kdcourse.paths import RUNS_DIR, SOLUTION_NOTEBOOK  # noqa: E402
-from kdcourse.profiles import get_profile  # noqa: E402
-from kdcourse.teacher import get_teacher, sample_caps  # noqa: E402
-from kdcourse.perf.master_weights import MasterWeights  # noqa: E402
-from kdcourse.utils import set_seed  # noqa: E402
+from kdcourse.logits_cache import cached_logits, load_logits, model_fingerprint, tokenizer_fingerprint
+from kdcourse.metrics import evaluate_logits
+from kdcourse.models import load_student, load_tokenizer
+from kdcourse.notebook import load_graded_functions
+from kdcourse.paths import RUNS_DIR, SOLUTION_NOTEBOOK
+from kdcourse.profiles import get_profile
+from kdcourse.soft_labels import predict, soft_label_cache
+from kdcourse.teacher import get_teacher, sample_caps
+from kdcourse.perf.master_weights import MasterWeights
+from kdcourse.utils import set_seed
 
 logger = logging.getLogger("train_distill")
 
 
 @dataclass
 class DistillConfig:
+    """train_distill.py's options (`--name value`)."""
     profile: str = field(default="cpu", metadata={"help": "profile in configs/profiles.toml"})
     temperature: float = field(default=4.0, metadata={"help": "softmax temperature of the soft term"})
     alpha: float = field(default=0.9, metadata={"help": "weight of the soft term (0: hard labels only)"})
@@ -58,7 +55,7 @@ class DistillConfig:
     out_dir: str | None = field(default=None, metadata={"help": "default: runs/<profile>/distill"})
     device: str | None = field(default=None, metadata={"help": "default: this rank's GPU, else cpu"})
     bf16_weights: bool = field(default=False, metadata={"help": "bf16 weights with fp32 master copies "
-                               "(kdcourse.utils.MasterWeights), no autocast: fewer bytes a step "
+                               "(kdcourse.perf.master_weights.MasterWeights), no autocast: fewer bytes a step "
                                "(make traffic); evaluated and saved with the fp32 master weights"})
 
     def __post_init__(self):
@@ -83,7 +80,7 @@ def soft_labels(profile, tokenized, tokenizer, graded, info: DistInfo, autocast_
     teacher = teacher or get_teacher(profile, label_names)
     teacher_fp, tokenizer_fp = model_fingerprint(teacher), tokenizer_fingerprint(tokenizer)
     paths = {s: soft_label_cache(s, profile, tokenized[s], tokenizer_fp, teacher_fp, False)
-             for s in ("train", "validation", "test")}
+             for s in SPLITS}
     if info.is_main:
         teacher.to(info.device)
         for split, (path, fp) in paths.items():
@@ -95,7 +92,7 @@ def soft_labels(profile, tokenized, tokenizer, graded, info: DistInfo, autocast_
 
 
 def main(argv=None) -> dict:
-    (cfg,) = HfArgumentParser(DistillConfig).parse_args_into_dataclasses(args=argv)
+    (cfg,) = parse_config(DistillConfig, argv)
     info = init_distributed(cfg.device)
     logging.basicConfig(level=logging.INFO if info.is_main else logging.WARNING, force=True,
                         format=f"%(asctime)s rank {info.rank}: %(message)s")
@@ -122,7 +119,7 @@ def main(argv=None) -> dict:
     items = [{"input_ids": ids, "label": label, "teacher_logits": logits}
              for ids, label, logits in zip(train["input_ids"], train["label"],
                                            teacher_logits["train"].tolist())]
-    collate = PadCollator(tokenizer.pad_token_id, pad_to_multiple_of=8 if cuda else None)  # 64 pads 3x more
+    collate = PadCollator(tokenizer.pad_token_id, pad_to_multiple_of=8 if cuda else None)  # tensor-core shapes
     sampler = LengthGroupedBatchSampler(train["length"], profile.train_batch_size, seed=cfg.seed)
 
     def epoch_batches(epoch):  # the same list on every rank; `shard` picks this rank's batches

@@ -26,8 +26,9 @@ from kdcourse.paths import DATA_DIR
 if TYPE_CHECKING:
     from datasets import Dataset, DatasetDict
 
+# The splits and the columns of every split's parquet file (kdcourse.data_build writes them).
 SPLITS = ("train", "validation", "test")
-TEXT_COLUMNS = ["complaint_id", "text", "label", "product", "issue", "date_received"]
+COLUMNS = ["complaint_id", "text", "label", "product", "issue", "date_received"]
 
 
 def load_label_names(data_dir: str | Path | None = None) -> list[str]:
@@ -47,18 +48,15 @@ def load_splits(data_dir: str | Path | None = None, max_samples: dict | None = N
 
     data_dir = Path(data_dir or DATA_DIR / "cfpb")
     names = load_label_names(data_dir)
-    features = Features({
-        "complaint_id": Value("string"), "text": Value("string"),
-        "label": ClassLabel(names=names), "product": Value("string"),
-        "issue": Value("string"), "date_received": Value("string"),
-    })
+    features = Features({column: ClassLabel(names=names) if column == "label" else Value("string")
+                         for column in COLUMNS})
     splits = {}
     for split in SPLITS:
         path = data_dir / f"{split}.parquet"
         if not path.exists():
             raise FileNotFoundError(f"{path} is missing: run `make data` to rebuild the splits")
         frame = pd.read_parquet(path)
-        missing = set(TEXT_COLUMNS) - set(frame.columns)
+        missing = set(COLUMNS) - set(frame.columns)
         if missing:
             raise ValueError(f"{path} lacks columns {sorted(missing)} (found "
                              f"{sorted(frame.columns)}); rebuild it with `make data`")
@@ -66,7 +64,7 @@ def load_splits(data_dir: str | Path | None = None, max_samples: dict | None = N
         if unknown:
             raise ValueError(f"{path} has labels {sorted(unknown)} not in labels.json {names}")
         cap = (max_samples or {}).get(split)
-        frame = frame[TEXT_COLUMNS].head(cap) if cap else frame[TEXT_COLUMNS]
+        frame = frame[COLUMNS].head(cap) if cap else frame[COLUMNS]
         splits[split] = Dataset.from_pandas(frame, features=features, preserve_index=False)
     return DatasetDict(splits)
 

@@ -6,7 +6,7 @@ Two sources, one code path:
     python -m kdcourse.data_build --source data/raw/cfpb_complaints_combined_lower.csv.gz
 
     # the full public CFPB export, for users with internet (`make data-full`)
-    python -m kdcourse.data_build --source complaints.csv --format cfpb-export --out data/cfpb_full
+    python -m kdcourse.data_build --source complaints.csv --format cfpb-export --out_dir data/cfpb_full
 
 Steps: normalise text (lower case, collapsed whitespace, the same form as the embedded copy), map
 CFPB Product/Issue to the compact labels with `data/raw/label_map_issue_to_compact.json`, drop the
@@ -15,22 +15,22 @@ stratified by label with a fixed seed.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from kdcourse.errors import run_cli
+from kdcourse.data import COLUMNS, SPLITS
+from kdcourse.cli import parse_config
+from kdcourse.errors import UsageError, run_cli
 from kdcourse.paths import DATA_DIR
 
 LABEL_MAP_PATH = DATA_DIR / "raw" / "label_map_issue_to_compact.json"
 EMBEDDED_SOURCE = DATA_DIR / "raw" / "cfpb_complaints_combined_lower.csv.gz"
-SPLITS = ("train", "validation", "test")
-COLUMNS = ["complaint_id", "text", "label", "product", "issue", "date_received"]
 # `other` is a catch-all ("Other features, terms, or problems", "Advertising and marketing"): its
 # texts resemble every class, so it adds noise rather than structure. See data/README.md.
 DROPPED_LABELS = ("other",)
@@ -45,12 +45,22 @@ EXPORT_COLUMNS = {  # full CFPB export column -> our column
 
 @dataclass
 class BuildConfig:
-    source: Path = EMBEDDED_SOURCE  # CSV (optionally .gz) to build from
-    format: str = "embedded"  # "embedded" (our combined CSV) or "cfpb-export" (complaints.csv)
-    out: Path = DATA_DIR / "cfpb"  # folder that receives train/validation/test.parquet
-    seed: int = 42  # fixes the stratified split
-    min_words: int = 5  # shorter narratives carry no signal
-    fractions: tuple = field(default=(0.8, 0.1, 0.1))
+    """`make data` / `make data-full`'s options (`--name value`)."""
+    source: Path = field(default=EMBEDDED_SOURCE, metadata={"help": "CSV (optionally .gz) to build from"})
+    format: Literal["embedded", "cfpb-export"] = field(default="embedded", metadata={
+        "help": "embedded (our combined CSV) or cfpb-export (the public complaints.csv)"})
+    out_dir: Path = field(default=DATA_DIR / "cfpb", metadata={
+        "help": "folder that receives train/validation/test.parquet and labels.json"})
+    seed: int = field(default=42, metadata={"help": "fixes the stratified split"})
+    min_words: int = field(default=5, metadata={"help": "shorter narratives carry no signal"})
+    fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1], metadata={
+        "help": "train, validation and test shares"})
+
+    def __post_init__(self):
+        if self.format not in ("embedded", "cfpb-export"):
+            raise UsageError(f"format must be embedded or cfpb-export, got {self.format!r}")
+        if len(self.fractions) != 3 or abs(sum(self.fractions) - 1) > 1e-9 or min(self.fractions) <= 0:
+            raise UsageError(f"fractions must be three shares > 0 that sum to 1, got {self.fractions}")
 
 
 def normalize_text(text: str) -> str:
@@ -141,27 +151,22 @@ def stratified_split(frame: pd.DataFrame, seed: int, fractions=(0.8, 0.1, 0.1)) 
 
 
 def build(config: BuildConfig) -> dict:
-    """Run every step and write `<out>/<split>.parquet`; returns the split frames."""
+    """Run every step and write `<out_dir>/<split>.parquet`; returns the split frames."""
     label_map = load_label_map()
     frame = clean(read_source(config.source, config.format), label_map, config.min_words)
     splits = stratified_split(frame, config.seed, config.fractions)
-    config.out.mkdir(parents=True, exist_ok=True)
+    config.out_dir.mkdir(parents=True, exist_ok=True)
     for name, part in splits.items():
-        part.to_parquet(config.out / f"{name}.parquet", index=False)
-    (config.out / "labels.json").write_text(json.dumps(label_names(label_map), indent=1) + "\n")
+        part.to_parquet(config.out_dir / f"{name}.parquet", index=False)
+    (config.out_dir / "labels.json").write_text(json.dumps(label_names(label_map), indent=1) + "\n")
     return splits
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", type=Path, default=BuildConfig.source, help="CSV to read")
-    parser.add_argument("--format", default="embedded", choices=["embedded", "cfpb-export"])
-    parser.add_argument("--out", type=Path, default=BuildConfig.out, help="output folder")
-    parser.add_argument("--seed", type=int, default=BuildConfig.seed, help="split seed")
-    args = parser.parse_args(argv)
-    splits = build(BuildConfig(source=args.source, format=args.format, out=args.out, seed=args.seed))
+    (config,) = parse_config(BuildConfig, argv, description=__doc__.splitlines()[0])
+    splits = build(config)
     for name, part in splits.items():
-        print(f"{name:>10}: {len(part):5d} rows -> {args.out / (name + '.parquet')}")
+        print(f"{name:>10}: {len(part):5d} rows -> {config.out_dir / (name + '.parquet')}")
 
 
 if __name__ == "__main__":

@@ -5,13 +5,16 @@ a fingerprint of the data, tokenizer and teacher weights. A cache whose fingerpr
 refused, never silently reused, and never deleted: the caller decides.
 
     fp = logits_fingerprint(data=dataset_fingerprint(ds), tokenizer=tok_fp, teacher=model_fp)
-    logits = cached_logits(".cache/logits/cpu/train.safetensors", fp,
+    logits = cached_logits(paths.soft_label_cache("cpu", "train", fp), fp,
                            lambda: collect_teacher_logits(teacher, loader))
+
+The teacher's soft labels of every split, with that naming: kdcourse.soft_labels.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Callable
@@ -21,6 +24,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from kdcourse.errors import KDError
+
+logger = logging.getLogger(__name__)
 
 
 class StaleCacheError(KDError, RuntimeError):
@@ -58,6 +63,13 @@ def dataset_fingerprint(dataset, columns=("complaint_id", "text", "label")) -> s
         if column in dataset.column_names:
             digest.update(json.dumps(list(dataset[column])).encode())
     return digest.hexdigest()[:16]
+
+
+def soft_label_fingerprint(dataset, tokenizer_fp: str, teacher_fp: str, max_length: int) -> str:
+    """What a split's soft labels depend on: its rows (in order), tokenizer, teacher, max length.
+    With paths.soft_label_cache it names the split's cache file."""
+    return logits_fingerprint(data=dataset_fingerprint(dataset), tokenizer=tokenizer_fp,
+                              teacher=teacher_fp, max_length=max_length)
 
 
 def save_logits(path: str | Path, logits: torch.Tensor, fingerprint: str, **meta) -> Path:
@@ -114,6 +126,22 @@ def move_stale_aside(path: str | Path, fingerprint: str) -> Path | None:
         aside = path.with_name(f"{path.name}.stale-{found}.{copy}")
     path.replace(aside)
     return aside
+
+
+def adopt_legacy_cache(path: Path, legacy: Path, fingerprint: str) -> bool:
+    """Rename `legacy` to `path` if `path` is absent and `legacy` holds `fingerprint`."""
+    if path.exists() or not legacy.exists():
+        return False
+    try:
+        found = read_fingerprint(legacy)
+    except (SafetensorError, OSError, ValueError):  # unreadable: it stays where it is
+        found = "unreadable"
+    if found != fingerprint:
+        logger.info("cached logits %s are of another fingerprint (%s): kept, not used", legacy, found)
+        return False
+    legacy.rename(path)
+    logger.info("cached logits %s renamed to %s (same fingerprint)", legacy, path)
+    return True
 
 
 def cached_logits(path: str | Path, fingerprint: str, compute: Callable[[], torch.Tensor],

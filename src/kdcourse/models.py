@@ -107,8 +107,8 @@ def resolve_attention(name: str = "auto") -> str:
 
 def attention_implementation() -> str:
     """FlashAttention-2 (with unpadding) when `flash_attn` is installed and a GPU is visible, PyTorch
-    SDPA otherwise. `kdcourse.attention`'s "kd_varlen" (PyTorch's own varlen FlashAttention) is an
-    opt-in: on length-grouped batches (1% padding) it measured slower than SDPA (README, GPU bench)."""
+    SDPA otherwise. `kdcourse.perf.attention`'s "kd_varlen" (PyTorch's own varlen FlashAttention) is an
+    opt-in: on length-grouped batches it measured slower than SDPA (docs/benchmarks.md)."""
     if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
         return "flash_attention_2"
     return "sdpa"
@@ -118,7 +118,7 @@ def compile_layers(model, mode: str = "default"):
     """torch.compile each encoder layer of a ModernBERT classifier, in place; returns the model.
     The layers share their code and the weights are graph inputs, so one compilation serves all of
     them (seconds, not the minutes of a whole-model compile); a second input shape recompiles once
-    with dynamic shapes. Measured on an H200: 1.65-1.85x the eager step (README)."""
+    with dynamic shapes. Its speed-up over the eager step, measured: docs/benchmarks.md."""
     import torch._dynamo
     # Local and global layers, and a dynamic-shape recompile of each: stay well under the limit.
     torch._dynamo.config.cache_size_limit = max(64, torch._dynamo.config.cache_size_limit)

@@ -9,10 +9,13 @@ with a teacher that never saw it.
     make teacher ARGS="--folds 3"        # -> checkpoints/<profile>/teacher-oof-k3/{fold-0,...,manifest.json}
     logits = load_oof_logits(profile, tokenized["train"], tokenizer, folds=3)   # [N, C]
 
-The logits are cached in `.cache/logits/<profile>/oof-k<K>-train.safetensors` under their own
-fingerprint: the training data, the tokenizer, and the weights files of the K fold teachers. A set
-made for other data, an incomplete set (a run stopped after some folds) or a cache whose
-fingerprint differs is refused with StaleCacheError; the same command again trains the missing folds.
+The logits are cached as `kdcourse.paths.soft_label_cache(profile, "oof-k<K>-train", fingerprint)`
+(`.cache/logits/<profile>/oof-k<K>-train-<fingerprint>.safetensors`, the teacher's soft labels'
+naming) under their own fingerprint: the training data, the tokenizer, and the weights files of the
+K fold teachers. A set made for other data, an incomplete set (a run stopped after some folds) or a
+cache whose stored fingerprint differs is refused with StaleCacheError; the same command again
+trains the missing folds. A cache of the earlier fixed name (`oof-k<K>-train.safetensors`) is
+renamed to the new one when its fingerprint matches.
 """
 from __future__ import annotations
 
@@ -23,10 +26,10 @@ from pathlib import Path
 
 import torch
 
-from kdcourse.logits_cache import (StaleCacheError, dataset_fingerprint, load_logits, logits_fingerprint,
-                                   save_logits, tokenizer_fingerprint)
+from kdcourse.logits_cache import (StaleCacheError, adopt_legacy_cache, dataset_fingerprint, load_logits,
+                                   logits_fingerprint, save_logits, tokenizer_fingerprint)
+from kdcourse import paths
 from kdcourse.models import checkpoint_dir
-from kdcourse.paths import CACHE_DIR
 from kdcourse.profiles import Profile
 
 logger = logging.getLogger(__name__)
@@ -39,8 +42,12 @@ def oof_dir(profile: Profile, folds: int) -> Path:
     return checkpoint_dir(profile, f"teacher-oof-k{folds}")
 
 
-def oof_cache_path(profile: Profile, folds: int) -> Path:
-    return CACHE_DIR / "logits" / profile.name / f"oof-k{folds}-train.safetensors"
+def oof_cache_path(profile: Profile, manifest: dict) -> Path:
+    """The cache of a complete fold set (its manifest), under the soft labels' one naming."""
+    name, fingerprint = f"oof-k{manifest['folds']}-train", oof_fingerprint(manifest)
+    path = paths.soft_label_cache(profile.name, name, fingerprint)
+    adopt_legacy_cache(path, path.with_name(f"{name}.safetensors"), fingerprint)
+    return path
 
 
 def fold_of_each(labels: list[int], folds: int, seed: int) -> list[int]:
@@ -93,7 +100,7 @@ def write_oof_cache(profile: Profile, folds: int) -> Path:
     logits = torch.empty(n, parts[0][1].shape[1])
     for rows, fold_logits in parts:
         logits[rows] = fold_logits
-    return save_logits(oof_cache_path(profile, folds), logits, oof_fingerprint(manifest), folds=folds)
+    return save_logits(oof_cache_path(profile, manifest), logits, oof_fingerprint(manifest), folds=folds)
 
 
 def _check_complete(folder: Path, folds: int) -> dict:
@@ -127,7 +134,7 @@ def load_oof_logits(profile: Profile, train_dataset, tokenizer, folds: int) -> t
             f"the out-of-fold teachers in {folder} were made for other training data or another tokenizer "
             f"(data {manifest['data']}, now {data}; e.g. another MAX_TRAIN_SAMPLES). Use the training split "
             f"they were made for, or remake them: `make teacher ARGS=\"--folds {folds} --overwrite\"`")
-    path = oof_cache_path(profile, folds)
+    path = oof_cache_path(profile, manifest)
     if not path.exists():
         write_oof_cache(profile, folds)
     return load_logits(path, oof_fingerprint(manifest))

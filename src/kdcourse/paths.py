@@ -43,6 +43,14 @@ SOLUTION_NOTEBOOK = REPO_ROOT / "solutions" / "week6_distillation" / "distillati
 RELEASE_NOTEBOOK = REPO_ROOT / "assignments" / "week6_distillation" / "distillation.ipynb"
 
 
+def soft_label_cache(profile: str, split: str, fingerprint: str) -> Path:
+    """The one name of a cached soft-label file (logits [N, C] of a split):
+    CACHE_DIR/logits/<profile>/<split>-<fingerprint>.safetensors. Other data, tokenizer or teacher
+    give another fingerprint, so another file: a cache is never overwritten nor reused for them.
+    `split` may carry a prefix naming another source of soft labels ("oof-k3-train")."""
+    return CACHE_DIR / "logits" / profile / f"{split}-{fingerprint}.safetensors"
+
+
 def move_to_history(folder: Path, names, copy: bool = False) -> Path | None:
     """Move the files `names` that exist in `folder` to folder/history/<UTC time>/ before a command
     writes new ones there, so an earlier result is never overwritten or mixed with a new one

@@ -11,12 +11,14 @@ the student's; what differs is named when they do not.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from kdcourse.cli import parse_config
+from kdcourse.data import SPLITS
 from kdcourse.errors import KDError, run_cli
 from kdcourse.paths import REPO_ROOT
 from kdcourse.profiles import Profile, get_profile
@@ -25,7 +27,6 @@ log = logging.getLogger(__name__)
 DIST_DIR = REPO_ROOT / "dist"      # built outputs to hand out (git-ignored)
 FINGERPRINT = "fingerprint.json"
 LABEL_MAP = "label_map.json"
-SPLITS = ("train", "validation", "test")
 
 
 class TeacherMismatchError(KDError, ValueError):
@@ -165,16 +166,20 @@ def push(folder: Path, repo_id: str) -> str:
     return getattr(commit, "commit_url", f"https://huggingface.co/{repo_id}")
 
 
+@dataclass
+class PublishConfig:
+    """`make publish-teacher`'s options (`--name value`)."""
+    profile: str = field(default="cpu", metadata={"help": "profile name (configs/profiles.toml)"})
+    out_dir: Path | None = field(default=None, metadata={"help": "default: dist/teacher-<profile>"})
+    push: str | None = field(default=None, metadata={
+        "help": "REPO_ID: also upload the folder to this Hugging Face Hub repo (needs a token)"})
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Publish a profile's fine-tuned teacher.")
-    parser.add_argument("--profile", default="cpu", help="profile name (configs/profiles.toml)")
-    parser.add_argument("--out", type=Path, default=None, help="default: dist/teacher-<profile>")
-    parser.add_argument("--push", metavar="REPO_ID", default=None,
-                        help="also upload the folder to this Hugging Face Hub repo (needs a token)")
-    args = parser.parse_args(argv)
+    (args,) = parse_config(PublishConfig, argv, description="Publish a profile's fine-tuned teacher.")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
-        out = publish_teacher(get_profile(args.profile), args.out)
+        out = publish_teacher(get_profile(args.profile), args.out_dir)
     except (FileNotFoundError, TeacherMismatchError) as err:
         raise SystemExit(str(err)) from None
     print(f"teacher -> {out}: students set teacher_checkpoint = \"{out}\" (or the hub id) in "

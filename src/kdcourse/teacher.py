@@ -1,6 +1,6 @@
 """Fine-tune a profile's teacher on the training split; select the epoch by validation macro-F1.
 
-    python -m kdcourse.teacher --profile cpu     # tiny teacher, a few minutes on 2 cores
+    python -m kdcourse.teacher --profile cpu     # tiny teacher, on CPU (time: docs/reference.md)
     python -m kdcourse.teacher --profile gpu     # ModernBERT-large, bf16, one GPU
     python -m kdcourse.teacher --profile cpu --folds 3   # out-of-fold teachers (kdcourse.oof)
 
@@ -10,19 +10,20 @@ grades). Saves the checkpoint with its label map, the tokenizer, the resolved pr
 """
 from __future__ import annotations
 
-import argparse
 import inspect
 import json
 import logging
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from filelock import FileLock
 from transformers import Trainer, TrainingArguments
 
+from kdcourse.cli import parse_config
 from kdcourse.data import PadCollator, load_label_names, load_splits, tokenize_splits
 from kdcourse.errors import UsageError, run_cli
 from kdcourse.metrics import evaluate_logits
@@ -159,17 +160,21 @@ def get_teacher(profile: Profile | str, label_names=None, seed: int = 0):
     return load_teacher(profile, label_names, path)
 
 
+@dataclass
+class TeacherConfig:
+    """`make teacher`'s options (`--name value`)."""
+    profile: str = field(default="cpu", metadata={"help": "profile name (configs/profiles.toml)"})
+    seed: int = field(default=0, metadata={"help": "the new classifier head's weights and the batch order"})
+    out_dir: Path | None = field(default=None, metadata={"help": "default: checkpoints/<profile>/teacher"})
+    overwrite: bool = field(default=False, metadata={
+        "help": "replace a teacher already in the output folder (it is kept as <output folder>.previous)"})
+    folds: int | None = field(default=None, metadata={
+        "help": "instead: K teachers, each predicting the training fold it did not see (out-of-fold "
+                "soft labels, kdcourse.oof)"})
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Fine-tune the teacher of a profile.")
-    parser.add_argument("--profile", default="cpu", help="profile name (configs/profiles.toml)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output-dir", type=Path, default=None,
-                        help="default: checkpoints/<profile>/teacher")
-    parser.add_argument("--overwrite", action="store_true", help="replace a teacher already in "
-                        "the output folder (it is kept as <output folder>.previous)")
-    parser.add_argument("--folds", type=int, default=None, help="instead: K teachers, each predicting "
-                        "the training fold it did not see (out-of-fold soft labels, kdcourse.oof)")
-    args = parser.parse_args(argv)
+    (args,) = parse_config(TeacherConfig, argv, description="Fine-tune the teacher of a profile.")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     profile = get_profile(args.profile)
     logger.info("profile %s: %s", profile.name, json.dumps(profile.to_dict()))
@@ -181,7 +186,7 @@ def main(argv=None):
                              "this copy of kdcourse (the student kit) cannot") from None
         return main_folds(profile, args.folds, args.seed, args.overwrite)
     try:
-        path = finetune_teacher(profile, seed=args.seed, output_dir=args.output_dir,
+        path = finetune_teacher(profile, seed=args.seed, output_dir=args.out_dir,
                                 overwrite=args.overwrite)
     except FileExistsError as err:
         raise SystemExit(str(err)) from None
