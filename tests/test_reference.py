@@ -12,14 +12,13 @@ import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = REPO_ROOT / "solutions" / "reference"
-sys.path.insert(0, str(REFERENCE))
 
-import run_reference  # noqa: E402
-import train_distill  # noqa: E402
+from kdcourse.distributed import NonFiniteLossError, fit_distillation, oom_hint
+from kdcourse.logits_cache import StaleCacheError, cached_logits
+from kdcourse.soft_labels import soft_label_cache
 
-from kdcourse.distributed import NonFiniteLossError, fit_distillation, oom_hint  # noqa: E402
-from kdcourse.logits_cache import StaleCacheError, cached_logits  # noqa: E402
-from kdcourse.soft_labels import soft_label_cache  # noqa: E402
+import run_reference           # solutions/reference, on pytest's pythonpath (pyproject.toml)
+import train_distill
 
 ROW_KEYS = {"accuracy", "macro_f1", "agreement", "kl_to_teacher", "ece", "params", "latency_ms",
             "train_seconds", "tokens_per_s"}

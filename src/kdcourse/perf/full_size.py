@@ -31,14 +31,13 @@ from pathlib import Path
 
 import torch
 
-from kdcourse.data import LengthGroupedBatchSampler, PadCollator
+from kdcourse.data import SPLITS, LengthGroupedBatchSampler, PadCollator
 from kdcourse.errors import run_cli
 from kdcourse.perf.profiling import Timer, peak_memory
 from kdcourse.profiles import Profile, get_profile
 from kdcourse.utils import autocast, pick_device, set_seed
 
 logger = logging.getLogger(__name__)
-SPLITS = ("train", "validation", "test")
 
 
 @dataclass
@@ -250,7 +249,7 @@ def finetune_teacher(profile, label_names, tokenizer, examples, ctx, values, wor
 
 def predict(collect, model, examples, pad_token_id, batch_size, ctx) -> torch.Tensor:
     """Logits [N, num_labels] in `examples` order through the graded collect function; batches run
-    longest first (an out-of-memory shows at once) and are put back in order (run_reference.predict)."""
+    longest first (an out-of-memory shows at once) and are put back in order (kdcourse.soft_labels.predict)."""
     order = sorted(range(len(examples)), key=lambda i: -len(examples[i]["input_ids"]))
     loader = torch.utils.data.DataLoader([examples[i] for i in order], batch_size=batch_size,
                                          collate_fn=PadCollator(pad_token_id),
@@ -263,7 +262,7 @@ def predict(collect, model, examples, pad_token_id, batch_size, ctx) -> torch.Te
 
 
 def train_student(graded, profile, label_names, tokenizer, train, ctx, values, *, temperature, alpha):
-    """A fresh student trained with the graded train_student, as run_reference.train_one does."""
+    """A fresh student trained with the graded train_student, as solutions/reference/students.py's train_one does."""
     import transformers
 
     from kdcourse.models import load_student
