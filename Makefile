@@ -2,7 +2,7 @@
 # from requirements.txt by itself, then echoes what it runs.
 #
 #   make reference [PROFILE=cpu|gpu]   the reference experiment -> runs/<profile>/
-#   make test                          the whole test suite (< 10 min on 2 cores)
+#   make test                          the whole test suite (offline, CPU only)
 #   make help                          every target
 
 PROFILE ?= cpu

@@ -99,7 +99,7 @@ def _grading_session(batch: list, *, hide, jobs, case_seconds, timeout,
             cmd += ["--hide", str(Path(folder).resolve())]
         env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
         env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent), env.get("PYTHONPATH", "")])
-        if timeout is None:      # each worker is bounded by Limits.submission_seconds (240 s)
+        if timeout is None:      # each worker is bounded by Limits.submission_seconds
             timeout = 300 + 250 * math.ceil(len(batch) / max(1, jobs))
         with open(Path(tmp) / "stdout.txt", "wb") as out:
             proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdout=out, stderr=subprocess.PIPE)

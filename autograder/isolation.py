@@ -47,10 +47,10 @@ WORKER_FILES = ("worker.py", "cases.py", "guard.py", "grader_loss.py", "protocol
 @dataclasses.dataclass
 class Limits:
     """Resource limits of one submission's worker."""
-    case_seconds: float = 20.0          # wall clock of one case (train cases take < 1 s)
+    case_seconds: float = 20.0          # wall clock of one case (correct code needs a small part of it)
     load_seconds: float = 60.0          # starting Python + torch and running the cells
     submission_seconds: float = 240.0   # everything, restarts included
-    memory_bytes: int = 4 << 30         # RLIMIT_AS; torch alone maps about 1 GiB
+    memory_bytes: int = 4 << 30         # RLIMIT_AS; torch's own mappings take a good part of it
     cpu_seconds: int = 300              # RLIMIT_CPU of one worker process
     file_bytes: int = 16 << 20          # RLIMIT_FSIZE: output log and scratch files
     strikes: int = 2                    # timeouts/crashes of one function before its rest fails

@@ -37,7 +37,7 @@ def parse_config(types, argv=None, *, positional: dict[str, str] | None = None, 
     `positional` adds plain positional arguments ({name: help}); they come back as one extra
     argparse.Namespace after the dataclasses.
     """
-    from transformers import HfArgumentParser     # lazy: importing transformers takes ~1 s
+    from transformers import HfArgumentParser     # lazy: transformers is slow to import
 
     types = tuple(types) if isinstance(types, (list, tuple)) else (types,)
     for t in types:

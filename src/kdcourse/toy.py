@@ -117,8 +117,8 @@ def probability_grid(steps: int = 120, margin: float = 1.5) -> tuple[torch.Tenso
 
 @contextlib.contextmanager
 def one_thread():
-    """Tiny tensors: a second thread only adds synchronisation (measured 25x slower with 2 threads
-    on 2 loaded cores), so the toy runs on one and restores the caller's setting."""
+    """Tiny tensors: a second thread only adds synchronisation (the measurement:
+    docs/reference.md, the toy), so the toy runs on one and restores the caller's setting."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
