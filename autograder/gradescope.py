@@ -31,12 +31,13 @@ from autograder import MAX_POINTS
 from autograder.results import SUBMISSION_CHECKS, gradescope_json, gradescope_test
 from kdcourse.cli import parse_config
 from kdcourse.errors import run_cli
+from kdcourse.paths import DIST_DIR
 
 log = logging.getLogger("autograder.gradescope")
 HERE = Path(__file__).resolve().parent
 CONFIG = HERE / "gradescope.toml"
 REPO = HERE.parent
-BUNDLE_ZIP = REPO / "dist" / "gradescope" / "autograder.zip"   # dist/ is git-ignored
+BUNDLE_ZIP = DIST_DIR / "gradescope" / "autograder.zip"
 VISIBILITIES = ("visible", "after_due_date", "after_published", "hidden")
 
 

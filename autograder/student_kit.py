@@ -28,7 +28,7 @@ from pathlib import Path
 from kdcourse.cli import parse_config
 from kdcourse.errors import run_cli
 from kdcourse.notebook import cell_source, read_notebook
-from kdcourse.paths import RELEASE_NOTEBOOK, REPO_ROOT
+from kdcourse.paths import DIST_DIR, RELEASE_NOTEBOOK, REPO_ROOT
 
 PACKAGE = "kdcourse"
 KIT_FOLDER = "student"
@@ -278,7 +278,7 @@ def build_wheel(out_dir: Path, repo_root: Path = REPO_ROOT, notebook: Path = REL
 @dataclass
 class StudentKitConfig:
     """`python -m autograder.student_kit [--out_dir dist] [--wheel false]`."""
-    out_dir: Path = field(default=REPO_ROOT / "dist", metadata={
+    out_dir: Path = field(default=DIST_DIR, metadata={
         "help": "folder that receives student/, week6-student.zip and the wheel"})
     wheel: bool = field(default=True, metadata={"help": "also build the student wheel of kdcourse (true/false)"})
 

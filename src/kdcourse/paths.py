@@ -39,6 +39,8 @@ PROFILES_FILE = _SHIPPED / PROFILES_RELATIVE
 CACHE_DIR = Path(os.environ.get("KD_CACHE_DIR", REPO_ROOT / ".cache"))
 CHECKPOINT_DIR = Path(os.environ.get("KD_CHECKPOINT_DIR", REPO_ROOT / "checkpoints"))
 RUNS_DIR = Path(os.environ.get("KD_RUNS_DIR", REPO_ROOT / "runs"))
+# What is built to hand out (student kit, Gradescope bundle, published teacher): git-ignored.
+DIST_DIR = REPO_ROOT / "dist"
 SOLUTION_NOTEBOOK = REPO_ROOT / "solutions" / "week6_distillation" / "distillation.ipynb"
 RELEASE_NOTEBOOK = REPO_ROOT / "assignments" / "week6_distillation" / "distillation.ipynb"
 

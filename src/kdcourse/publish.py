@@ -20,11 +20,10 @@ from pathlib import Path
 from kdcourse.cli import parse_config
 from kdcourse.data import SPLITS
 from kdcourse.errors import KDError, run_cli
-from kdcourse.paths import REPO_ROOT
+from kdcourse.paths import DIST_DIR, REPO_ROOT
 from kdcourse.profiles import Profile, get_profile
 
 log = logging.getLogger(__name__)
-DIST_DIR = REPO_ROOT / "dist"      # built outputs to hand out (git-ignored)
 FINGERPRINT = "fingerprint.json"
 LABEL_MAP = "label_map.json"
 
