@@ -152,10 +152,6 @@ class SubmissionResult:
     sandbox: SandboxInfo | None = None     # None: no grading session ran (a broken notebook)
 
     @property
-    def possible(self) -> float:
-        return self.max_total
-
-    @property
     def automatic(self) -> dict[str, ItemResult]:
         return {name: self.items[name] for name in ITEMS}
 

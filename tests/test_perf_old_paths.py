@@ -44,6 +44,15 @@ def test_old_imports_warn_and_give_the_moved_names(old, name, new):
         module.no_such_name
 
 
+def test_master_weights_old_name_warns_and_gives_the_moved_class():
+    from kdcourse import utils
+    from kdcourse.perf.master_weights import MasterWeights
+    with pytest.warns(DeprecationWarning, match="kdcourse.utils.MasterWeights moved to kdcourse.perf"):
+        assert utils.MasterWeights is MasterWeights
+    with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
+        utils.no_such_name
+
+
 @pytest.mark.parametrize("module", ["bench", "traffic"])
 def test_the_old_out_file_flag_still_names_the_file(module, tmp_path, monkeypatch, capsys):
     """`--out results.json` named a file: it is read as --out_dir (one deprecation line), and a folder

@@ -25,7 +25,7 @@ RELEASE = REPO / "assignments" / "week6_distillation" / "distillation.ipynb"
 HIDDEN_SUITES = sorted((REPO / "autograder").glob("test_*.py"))
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 # Solution lines that are also ordinary statements of kdcourse's own code (a batching example in
-# data.py, MasterWeights' usage in utils.py): found alone, they reveal nothing.
+# data.py, MasterWeights' usage in perf/master_weights.py): found alone, they reveal nothing.
 GENERIC_LINES = {"for batch in loader:", "optimizer.step()"}
 # Likewise a line of the suites' reference loop that the toy teacher's Adam fit (toy.py) uses.
 GENERIC_REFERENCE_LINES = {"optimizer.zero_grad()"}

@@ -65,7 +65,6 @@ else
     echo "== gpu tests skipped: $(left) s left of BUDGET=$BUDGET"
 fi
 
-ROW_DIR=$(mktemp -d)  # each row set's bench.json, moved to $OUT/NAME.json when it ends
 bench() {  # bench NAME ARGS...: one process per row set, its own time limit; the JSON goes to $OUT
     local name=$1; shift
     local limit=${LIMIT:-150} log=/tmp/bench_$name.log
@@ -73,9 +72,8 @@ bench() {  # bench NAME ARGS...: one process per row set, its own time limit; th
     if [ "$(left)" -lt 60 ]; then echo "== $name skipped: $(left) s left of BUDGET=$BUDGET"; return; fi
     [ "$(left)" -lt "$limit" ] && limit=$(left)
     timeout "$limit" $PY -m kdcourse.perf.bench --profile "$BENCH_PROFILE" --kernel_table 12 --steps 15 --warmup 2 \
-        --out_dir "$ROW_DIR/$name" "$@" > "$log" 2>&1
+        --out_dir "$OUT/$name.json" "$@" > "$log" 2>&1  # a .json out_dir: that file, saved after each row
     local rc=$?
-    [ -f "$ROW_DIR/$name/bench.json" ] && mv "$ROW_DIR/$name/bench.json" "$OUT/$name.json"  # kept on a timeout too
     echo "== $name (exit $rc, ${SECONDS}s): $*"; grep -A20 "^measurement" "$log" || tail -5 "$log"
     [ $rc -eq 0 ] || { echo "== $name (exit $rc)"; cat "$log"; } >> "$OUT/failures.log"
 }
@@ -119,5 +117,4 @@ LIMIT=200 bench b128_graphs --attention sdpa --batch_size 128 --trainer false $(
 bench packed8k --attention sdpa --trainer false $(baseline) --packed_tokens 8192 --compile true
 # 10. the profile's batch (32): eager and compiled per layer, kd_varlen, the Trainer, soft labels
 bench b32 --attention sdpa --compare_attention kd_varlen --compile true
-rm -rf "$ROW_DIR"
 echo "gpu_session: ${SECONDS}s"

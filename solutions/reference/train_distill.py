@@ -27,15 +27,15 @@ from kdcourse.data import (SPLITS, LengthGroupedBatchSampler, PadCollator, load_
                            tokenize_splits)
 from kdcourse.distributed import DistInfo, barrier, fit_distillation, init_distributed, shard, unwrap, write_json
 from kdcourse.errors import UsageError, run_cli
-from kdcourse.logits_cache import cached_logits, load_logits, model_fingerprint, tokenizer_fingerprint
+from kdcourse.logits_cache import load_logits, model_fingerprint, tokenizer_fingerprint
 from kdcourse.metrics import evaluate_logits
 from kdcourse.models import load_student, load_tokenizer
 from kdcourse.notebook import load_graded_functions
 from kdcourse.paths import RUNS_DIR, SOLUTION_NOTEBOOK
-from kdcourse.profiles import get_profile
-from kdcourse.soft_labels import predict, soft_label_cache
-from kdcourse.teacher import get_teacher, sample_caps
 from kdcourse.perf.master_weights import MasterWeights
+from kdcourse.profiles import get_profile
+from kdcourse.soft_labels import predict, soft_label_cache, teacher_soft_labels
+from kdcourse.teacher import get_teacher, sample_caps
 from kdcourse.utils import set_seed
 
 logger = logging.getLogger("train_distill")
@@ -51,6 +51,9 @@ class DistillConfig:
     epochs: int | None = field(default=None, metadata={"help": "default: the profile's student_epochs"})
     checkpoint_every: int = field(default=50, metadata={"help": "save a checkpoint every N steps (0: never)"})
     stop_after: int | None = field(default=None, metadata={"help": "stop after N steps, as if interrupted (tests)"})
+    recompute_stale_cache: bool = field(default=False, metadata={
+        "help": "move a soft-label cache whose stored fingerprint is not its name's aside (kept as "
+                "*.stale-<fingerprint>) and recompute"})
     max_grad_norm: float | None = field(default=1.0, metadata={"help": "gradient clipping; None: off"})
     out_dir: str | None = field(default=None, metadata={"help": "default: runs/<profile>/distill"})
     device: str | None = field(default=None, metadata={"help": "default: this rank's GPU, else cpu"})
@@ -72,23 +75,22 @@ class DistillConfig:
             raise UsageError(f"max_grad_norm must be > 0 (None: no clipping), got {self.max_grad_norm}")
 
 
-def soft_labels(profile, tokenized, tokenizer, graded, info: DistInfo, autocast_dtype) -> dict:
-    """Every split's teacher logits: rank 0 fills the cache, then every rank reads it."""
+def soft_labels(profile, tokenized, tokenizer, graded, info: DistInfo, autocast_dtype,
+                recompute_stale: bool = False) -> dict:
+    """Every split's teacher logits [N, C]: rank 0 makes them (kdcourse.soft_labels, the reference
+    run's pass and cache), then every other rank reads the same files."""
     label_names = load_label_names()
-    teacher = get_teacher(profile, label_names) if info.is_main else None
-    barrier(info)  # the teacher checkpoint exists now
-    teacher = teacher or get_teacher(profile, label_names)
-    teacher_fp, tokenizer_fp = model_fingerprint(teacher), tokenizer_fingerprint(tokenizer)
-    paths = {s: soft_label_cache(s, profile, tokenized[s], tokenizer_fp, teacher_fp, False)
-             for s in SPLITS}
     if info.is_main:
-        teacher.to(info.device)
-        for split, (path, fp) in paths.items():
-            cached_logits(path, fp, lambda split=split: predict(
-                graded.collect_teacher_logits, teacher, tokenized[split], tokenizer,
-                profile.eval_batch_size, info.device, autocast_dtype), split=split)
-    barrier(info)
-    return {split: load_logits(path, fp) for split, (path, fp) in paths.items()}
+        teacher = get_teacher(profile, label_names).to(info.device)
+        logits, _ = teacher_soft_labels(graded.collect_teacher_logits, teacher, tokenized, tokenizer,
+                                        profile, info.device, autocast_dtype, recompute_stale)
+    barrier(info)  # the teacher checkpoint and the caches exist now
+    if info.is_main:
+        return logits
+    teacher_fp = model_fingerprint(get_teacher(profile, label_names))
+    tokenizer_fp = tokenizer_fingerprint(tokenizer)
+    return {split: load_logits(*soft_label_cache(split, profile, tokenized[split], tokenizer_fp, teacher_fp))
+            for split in SPLITS}
 
 
 def main(argv=None) -> dict:
@@ -114,7 +116,8 @@ def main(argv=None) -> dict:
     splits = load_splits(max_samples=sample_caps(profile))
     tokenizer = load_tokenizer(profile)
     tokenized = tokenize_splits(splits, tokenizer, profile.max_length)
-    teacher_logits = soft_labels(profile, tokenized, tokenizer, graded, info, autocast_dtype)
+    teacher_logits = soft_labels(profile, tokenized, tokenizer, graded, info, autocast_dtype,
+                                 cfg.recompute_stale_cache)
     train = tokenized["train"]
     items = [{"input_ids": ids, "label": label, "teacher_logits": logits}
              for ids, label, logits in zip(train["input_ids"], train["label"],

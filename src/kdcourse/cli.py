@@ -16,16 +16,16 @@ import sys
 DEPRECATED_FLAGS = {"--out": "--out_dir", "--output-dir": "--out_dir", "--output_dir": "--out_dir"}
 
 
-def modernize(argv: list[str], prog: str, renames: dict[str, str] = DEPRECATED_FLAGS) -> list[str]:
-    """`argv` with each deprecated flag renamed, saying so on stderr once per flag."""
+def modernize(argv: list[str], prog: str) -> list[str]:
+    """`argv` with each deprecated flag (DEPRECATED_FLAGS) renamed, saying so on stderr once per flag."""
     out, warned = [], set()
     for token in argv:
         flag, eq, value = token.partition("=")
-        if flag in renames:
+        if flag in DEPRECATED_FLAGS:
             if flag not in warned:
-                print(f"{prog}: warning: {flag} is deprecated, use {renames[flag]}", file=sys.stderr)
+                print(f"{prog}: warning: {flag} is deprecated, use {DEPRECATED_FLAGS[flag]}", file=sys.stderr)
                 warned.add(flag)
-            token = renames[flag] + eq + value
+            token = DEPRECATED_FLAGS[flag] + eq + value
         out.append(token)
     return out
 
@@ -47,7 +47,8 @@ def parse_config(types, argv=None, *, positional: dict[str, str] | None = None, 
     for name, help_text in (positional or {}).items():
         parser.add_argument(name, help=help_text)
     argv = sys.argv[1:] if argv is None else list(argv)
-    parsed = parser.parse_args_into_dataclasses(args=modernize(argv, parser.prog),
+    # look_for_args_file=False: a stray <script>.args file must not add options unseen
+    parsed = parser.parse_args_into_dataclasses(args=modernize(argv, parser.prog), look_for_args_file=False,
                                                 return_remaining_strings=True)
     *outputs, remaining = parsed
     if remaining:

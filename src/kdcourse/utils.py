@@ -39,3 +39,15 @@ def to_device(batch: dict, device: str) -> dict:
     """A collated batch with its tensors on `device` (non-blocking: overlaps a pinned copy with the
     GPU's work); other values (ints, lists) as they are."""
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def __getattr__(name: str):
+    """`kdcourse.utils.MasterWeights` moved to kdcourse.perf.master_weights; the old name still
+    resolves for a while, with a DeprecationWarning (the student kit, without perf, has neither)."""
+    if name == "MasterWeights":
+        import importlib
+        import warnings
+        warnings.warn("kdcourse.utils.MasterWeights moved to kdcourse.perf.master_weights: import it "
+                      "from there", DeprecationWarning, stacklevel=2)
+        return importlib.import_module("kdcourse.perf.master_weights").MasterWeights
+    raise AttributeError(f"module 'kdcourse.utils' has no attribute {name!r}")

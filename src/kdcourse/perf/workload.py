@@ -15,7 +15,7 @@ import torch
 from kdcourse.models import MODERNBERT, MODERNBERT_SHARED, expand_released
 
 # Defaults of `make bench` and `make traffic`, which must time the same batches.
-MEDIAN_LENGTH = 180  # about the CFPB narratives' median in ModernBERT tokens (data/README.md)
+MEDIAN_LENGTH = 180  # near the CFPB narratives' median length in tokens (data/README.md: 184 in the cpu profile's BPE)
 TRAIN_TEXTS = 7672  # texts of one epoch of the CFPB training split
 PAD_TO_MULTIPLE_OF = 8  # padded lengths are rounded up to this (the reference run's collator)
 
