@@ -142,6 +142,9 @@ class SandboxInfo:
     worker_user: str | None       # the user a root grader ran it as; None when not root
 
 
+_ENTRY_KEYS = ("items", "total", "max_total", "sandbox", "worker_user")   # what to_json writes
+
+
 @dataclasses.dataclass(frozen=True)
 class SubmissionResult:
     """One student's grade. `items` keeps its order (the automatic items, then the written
@@ -150,6 +153,9 @@ class SubmissionResult:
     total: float
     max_total: float
     sandbox: SandboxInfo | None = None     # None: no grading session ran (a broken notebook)
+    # Keys of a grades.json entry this class does not know (added by hand, or by a later version):
+    # kept as they were, so reading and writing a gradebook back never drops them.
+    extra: dict = dataclasses.field(default_factory=dict)
 
     @property
     def automatic(self) -> dict[str, ItemResult]:
@@ -186,7 +192,7 @@ class SubmissionResult:
 
     def with_items(self, items: dict[str, Item]) -> "SubmissionResult":
         """This result with `items` added or replaced (new ones last), totals recomputed."""
-        return self.from_items({**self.items, **items}, self.sandbox)
+        return dataclasses.replace(self.from_items({**self.items, **items}, self.sandbox), extra=self.extra)
 
     # ------------------------------------------------------------ grades.json
     def to_json(self) -> dict:
@@ -194,7 +200,7 @@ class SubmissionResult:
                 "total": self.total, "max_total": self.max_total}
         if self.sandbox is not None:
             data.update(sandbox=self.sandbox.bubblewrap, worker_user=self.sandbox.worker_user)
-        return data
+        return {**data, **{k: v for k, v in self.extra.items() if k not in data}}
 
     @classmethod
     def from_json(cls, data: dict) -> "SubmissionResult":
@@ -202,7 +208,8 @@ class SubmissionResult:
         items = {name: (WrittenResult if item.get("written") else ItemResult).from_json(name, item)
                  for name, item in data["items"].items()}
         sandbox = SandboxInfo(data["sandbox"], data.get("worker_user")) if "sandbox" in data else None
-        return cls(items, data["total"], data["max_total"], sandbox)
+        extra = {k: v for k, v in data.items() if k not in _ENTRY_KEYS}
+        return cls(items, data["total"], data["max_total"], sandbox, extra)
 
     # ------------------------------------------------------------ Gradescope
     def to_gradescope(self, visibility=None, execution_time: float | None = None) -> dict:

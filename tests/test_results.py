@@ -90,3 +90,12 @@ def test_written_answers_add_to_the_total_once_marked_and_survive_json():
     assert marked.to_json()["items"]["q2"] == {"written": True, "score": None, "max_score": 5.0,
                                                "comment": "", "answer": "more", "tests": []}
     assert (marked.to_json()["sandbox"], marked.to_json()["worker_user"]) == (False, "nobody")
+
+
+def test_keys_a_gradebook_entry_gained_by_hand_survive_reading_and_writing_it_back():
+    """grades.json is the course's record: a field a TA added (a late-day note) is never dropped."""
+    entry = {**SubmissionResult.empty("no notebook").to_json(), "late_days": 2, "note": "extension"}
+    result = SubmissionResult.from_json(entry)
+    assert result.to_json() == entry
+    marked = result.with_items({"q1": WrittenResult("q1", 3.0, 5.0, "", "answer")})
+    assert (marked.to_json()["late_days"], marked.to_json()["note"]) == (2, "extension")
